@@ -1,0 +1,1 @@
+"""Lets fairseq's CUDA-only launchers run data-parallel on CPU (gloo). (being written)"""

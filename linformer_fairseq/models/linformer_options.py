@@ -1,0 +1,104 @@
+"""The command-line options of Linformer attention, their defaults and their validation.
+
+Option names and meanings of fairseq's reference (``--compressed``, ``--shared-kv-compressed``,
+``--shared-layer-kv-compressed``, ``--freeze-compress``) are kept, so reference commands and
+checkpoints work unchanged; the rest are the paper's options the reference never had.
+"""
+
+import argparse
+from typing import List
+
+PROJECTIONS = ("linear", "mean_pool", "max_pool", "conv")
+VARIANTS = ("linformer", "projection_free")
+
+
+def add_linformer_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compressed", type=int, metavar="R",
+                        help="compression ratio: k = max_positions / R (fairseq reference; default 4)")
+    parser.add_argument("--compressed-dim", type=int, metavar="K",
+                        help="the paper's projected dimension k, independent of --max-positions")
+    parser.add_argument("--compressed-dims", type=str, metavar="K1,K2,...",
+                        help="one k per layer (non-uniform k, paper sec. 4), or the rule "
+                        "'linspace:FIRST:LAST' (k interpolated from the first to the last layer)")
+    parser.add_argument("--shared-kv-compressed", type=int, choices=[0, 1],
+                        help="key-value sharing: one projection for K and V in each layer (E = F)")
+    parser.add_argument("--shared-layer-kv-compressed", type=int, choices=[0, 1],
+                        help="layerwise sharing: one projection for K and V in all layers")
+    parser.add_argument("--compressed-per-head", type=int, choices=[0, 1],
+                        help="one projection per head instead of one shared by all heads of a layer")
+    parser.add_argument("--freeze-compress", type=int, choices=[0, 1],
+                        help="keep the projections at their initial values (no gradient)")
+    parser.add_argument("--projection", choices=PROJECTIONS,
+                        help="how n positions become k: learned linear E/F, mean or max pooling, or a "
+                        "convolution, kernel and stride ceil(n/k) for the last three (default linear)")
+    parser.add_argument("--attention-variant", choices=VARIANTS,
+                        help="'linformer', or 'projection_free': softmax(Q) (softmax(K)^T V), no k "
+                        "and no length limit (our reading of Verma, 'Revisiting Linformer')")
+
+
+def set_linformer_defaults(args: argparse.Namespace) -> None:
+    """Fill unset options. ``--compressed`` defaults to 4 only when no k was given, so that a
+    ratio and a k given together can be checked against each other."""
+    if getattr(args, "compressed_dim", None) is None and getattr(args, "compressed_dims", None) is None:
+        if getattr(args, "compressed", None) is None:
+            args.compressed = 4
+    for name, default in (("compressed_dim", None), ("compressed_dims", None), ("compressed", None),
+                          ("shared_kv_compressed", 0), ("shared_layer_kv_compressed", 0),
+                          ("compressed_per_head", 0), ("freeze_compress", 0),
+                          ("projection", "linear"), ("attention_variant", "linformer")):
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)
+
+
+def _parse_dims(spec: str, num_layers: int) -> List[int]:
+    if spec.startswith("linspace:"):
+        try:
+            first, last = (int(v) for v in spec.split(":")[1:])
+        except ValueError:
+            raise ValueError(f"--compressed-dims {spec!r}: expected 'linspace:FIRST:LAST' with two integers")
+        if num_layers == 1:
+            return [first]
+        return [round(first + (last - first) * i / (num_layers - 1)) for i in range(num_layers)]
+    try:
+        dims = [int(v) for v in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--compressed-dims {spec!r}: expected comma-separated integers, one per layer")
+    if len(dims) != num_layers:
+        raise ValueError(f"--compressed-dims {spec!r} gives {len(dims)} values but --encoder-layers is "
+                         f"{num_layers}: give exactly one k per layer")
+    return dims
+
+
+def resolve_compressed_dims(args: argparse.Namespace) -> List[int]:
+    """The k of each layer, after checking every option; raises ValueError naming the flag."""
+    n, layers = args.max_positions, args.encoder_layers
+    if args.attention_variant == "projection_free":
+        for flag, value in (("--compressed-dim", args.compressed_dim), ("--compressed-dims", args.compressed_dims)):
+            if value is not None:
+                raise ValueError(f"{flag} {value} contradicts --attention-variant projection_free, "
+                                 "which has no projected dimension: drop one of them")
+        return [0] * layers
+    if args.compressed_dims is not None:
+        if args.shared_layer_kv_compressed:
+            raise ValueError(f"--compressed-dims {args.compressed_dims} contradicts --shared-layer-kv-compressed 1: "
+                             "one projection shared by all layers has a single k")
+        if args.compressed_dim is not None:
+            raise ValueError(f"--compressed-dims {args.compressed_dims} and --compressed-dim {args.compressed_dim} "
+                             "both set k: give one of them")
+        dims = _parse_dims(args.compressed_dims, layers)
+        flag = "--compressed-dims"
+    elif args.compressed_dim is not None:
+        dims, flag = [args.compressed_dim] * layers, "--compressed-dim"
+    else:
+        ratio = args.compressed
+        if ratio is None or ratio < 1 or n % ratio:
+            raise ValueError(f"--compressed {ratio} must be a positive divisor of --max-positions {n} "
+                             f"(k = {n} / ratio); or give k directly with --compressed-dim")
+        dims, flag = [n // ratio] * layers, "--compressed"
+    if flag != "--compressed" and args.compressed is not None and any(k != n // args.compressed for k in dims):
+        raise ValueError(f"--compressed {args.compressed} means k = {n // args.compressed} at --max-positions {n}, "
+                         f"which contradicts {flag}: give only one of them")
+    for k in dims:
+        if not 1 <= k <= n:
+            raise ValueError(f"{flag}: k = {k} is not allowed; k must be between 1 and --max-positions {n}")
+    return dims

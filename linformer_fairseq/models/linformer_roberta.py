@@ -1,0 +1,130 @@
+"""Linformer RoBERTa: fairseq's RoBERTa (embeddings, LM head, classification heads, hub
+interface) with Linformer attention in every encoder layer.
+
+Registered under fairseq's reference name ``linformer_roberta``, so that checkpoints written by
+``fairseq/examples/linformer`` load with ``--user-dir linformer_fairseq``. Load one plugin or the
+other in a process, not both: they register the same name.
+"""
+
+import logging
+
+import torch
+from fairseq import utils
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.roberta import (
+    RobertaEncoder,
+    RobertaModel,
+    base_architecture as roberta_base_architecture,
+    init_bert_params,
+    roberta_large_architecture,
+)
+from fairseq.utils import safe_getattr, safe_hasattr
+
+from ..modules.encoder import LinformerTransformerEncoder
+from .linformer_options import add_linformer_args, resolve_compressed_dims, set_linformer_defaults
+
+logger = logging.getLogger(__name__)
+
+
+@register_model("linformer_roberta")
+class LinformerModel(RobertaModel):
+    @staticmethod
+    def add_args(parser):
+        RobertaModel.add_args(parser)
+        add_linformer_args(parser)
+
+    @classmethod
+    def build_model(cls, args, task):
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, False)
+        base_architecture(args)
+        if not safe_hasattr(args, "max_positions"):
+            if not safe_hasattr(args, "tokens_per_sample"):
+                args.tokens_per_sample = task.max_positions()
+            args.max_positions = args.tokens_per_sample
+        encoder = LinformerEncoder(args, task.source_dictionary)
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, True)
+        return cls(args, encoder)
+
+
+class LinformerEncoder(RobertaEncoder):
+    def __init__(self, args, dictionary):
+        # Checked before any weight is built, so a bad flag fails in a second, naming itself.
+        self.compressed_dims = resolve_compressed_dims(args)
+        super().__init__(args, dictionary)
+        self.register_buffer("version", torch.tensor(2))
+
+    def build_encoder(self, args, dictionary, embed_tokens):
+        encoder = LinformerTransformerEncoder(args, dictionary, embed_tokens, self.compressed_dims)
+        encoder.apply(init_bert_params)
+        return encoder
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name != "" else ""
+        # As fairseq's reference: before version 2 the LM head was not always tied to the
+        # input embeddings; if it was not, rebuild it untied so the stored head loads.
+        if utils.item(state_dict.get(f"{prefix}version", torch.tensor(1))) < 2:
+            state_dict[f"{prefix}version"] = torch.tensor(1)
+            if not torch.allclose(state_dict[f"{prefix}sentence_encoder.embed_tokens.weight"],
+                                  state_dict[f"{prefix}lm_head.weight"]):
+                self.lm_head = self.build_lm_head(
+                    embed_dim=self.args.encoder_embed_dim,
+                    output_dim=len(self.dictionary),
+                    activation_fn=self.args.activation_fn,
+                    weight=None,
+                )
+
+
+@register_model_architecture("linformer_roberta", "linformer_roberta")
+def base_architecture(args):
+    set_linformer_defaults(args)
+    roberta_base_architecture(args)
+
+
+@register_model_architecture("linformer_roberta", "linformer_roberta_base")
+def linformer_roberta_base_architecture(args):
+    base_architecture(args)
+
+
+@register_model_architecture("linformer_roberta", "linformer_roberta_large")
+def linformer_roberta_large_architecture(args):
+    roberta_large_architecture(args)
+    base_architecture(args)
+
+
+def _small_sizes(args, layers, dim, heads):
+    args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", dim)
+    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 4 * dim)
+    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", heads)
+
+
+@register_model_architecture("linformer_roberta", "linformer_roberta_small")
+def linformer_roberta_small_architecture(args):
+    """4 layers of 256: the quick start's model, trains on a laptop CPU in minutes."""
+    _small_sizes(args, layers=4, dim=256, heads=4)
+    base_architecture(args)
+
+
+@register_model_architecture("linformer_roberta", "linformer_roberta_tiny")
+def linformer_roberta_tiny_architecture(args):
+    """2 layers of 64: for tests."""
+    _small_sizes(args, layers=2, dim=64, heads=4)
+    base_architecture(args)
+
+
+# Same sizes with fairseq's own attention, for side-by-side baselines on small hardware.
+@register_model_architecture("roberta", "roberta_small")
+def roberta_small_architecture(args):
+    _small_sizes(args, layers=4, dim=256, heads=4)
+    roberta_base_architecture(args)
+
+
+@register_model_architecture("roberta", "roberta_tiny")
+def roberta_tiny_architecture(args):
+    _small_sizes(args, layers=2, dim=64, heads=4)
+    roberta_base_architecture(args)

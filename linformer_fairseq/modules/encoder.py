@@ -1,0 +1,99 @@
+"""fairseq's Transformer encoder and encoder layer with Linformer attention in each layer.
+
+Module names and ``version`` buffers follow fairseq's ``examples/linformer`` so that its
+checkpoints load unchanged; the layerwise-shared projection lives on the encoder as
+``compress_layer`` and is also registered in each layer's attention, as there.
+"""
+
+from typing import List, Optional
+
+import torch
+from fairseq import utils
+from fairseq.models.transformer import TransformerEncoder
+from fairseq.modules import TransformerEncoderLayer
+from torch import nn
+
+from .linear_attention import MultiheadLinearAttention
+from .projection_free import ProjectionFreeAttention
+from .projections import build_projection
+
+
+class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
+    def __init__(self, args, compressed_dim: int, shared_projection: Optional[nn.Module]):
+        self.compressed_dim = compressed_dim
+        # a list, so the shared projection is not registered (again) on the layer itself
+        self.shared_compress_layer = [shared_projection]
+        self.args = args  # fairseq sets it only after building the attention, which needs it
+        super().__init__(args)
+        self.register_buffer("version", torch.tensor(2))
+
+    def build_self_attention(self, embed_dim, cfg):
+        args = self.args
+        if args.attention_variant == "projection_free":
+            return ProjectionFreeAttention(
+                embed_dim, args.encoder_attention_heads, dropout=args.attention_dropout,
+                q_noise=args.quant_noise_pq, qn_block_size=args.quant_noise_pq_block_size,
+            )
+        return MultiheadLinearAttention(
+            embed_dim,
+            args.encoder_attention_heads,
+            max_positions=args.max_positions,
+            compressed_dim=self.compressed_dim,
+            dropout=args.attention_dropout,
+            q_noise=args.quant_noise_pq,
+            qn_block_size=args.quant_noise_pq_block_size,
+            projection=args.projection,
+            per_head=bool(args.compressed_per_head),
+            shared_kv=bool(args.shared_kv_compressed),
+            shared_projection=self.shared_compress_layer[0],
+            freeze=bool(args.freeze_compress),
+        )
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name != "" else ""
+        # fairseq's reference: checkpoints before version 2 stored a per-layer copy of the shared
+        # layer and did not really share it; rebuild this layer's attention unshared to match.
+        if utils.item(state_dict.get(f"{prefix}version", torch.tensor(1))) < 2:
+            state_dict[f"{prefix}version"] = torch.tensor(1)
+            if f"{prefix}shared_compress_layer.weight" in state_dict:
+                self.shared_compress_layer = [None]
+                self.self_attn = self.build_self_attention(self.embed_dim, None)
+                for suffix in ("weight", "bias"):
+                    state_dict.pop(f"{prefix}shared_compress_layer.{suffix}", None)
+
+
+class LinformerTransformerEncoder(TransformerEncoder):
+    def __init__(self, args, dictionary, embed_tokens, compressed_dims: List[int]):
+        self.compressed_dims = compressed_dims
+        self.compress_layer = None
+        self.layers_built = 0
+        super().__init__(args, dictionary, embed_tokens)
+
+    def build_encoder_layer(self, args):
+        index = self.layers_built  # fairseq builds the layers in order and gives no index
+        self.layers_built += 1
+        if args.shared_layer_kv_compressed and self.compress_layer is None and args.attention_variant == "linformer":
+            per_head = bool(args.compressed_per_head)
+            self.compress_layer = build_projection(
+                args.projection, args.max_positions, self.compressed_dims[0],
+                channels=args.encoder_embed_dim // (args.encoder_attention_heads if per_head else 1),
+                groups=args.encoder_attention_heads if per_head else 1,
+                freeze=bool(args.freeze_compress),
+            )
+        return LinformerTransformerEncoderLayer(args, self.compressed_dims[index], self.compress_layer)
+
+    def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False, token_embeddings=None):
+        limit = self.args.max_positions
+        if self.args.attention_variant == "linformer" and src_tokens.size(1) > limit:
+            raise ValueError(
+                f"input of {src_tokens.size(1)} tokens is longer than --max-positions {limit}; "
+                "truncate it (e.g. --truncate-sequence, --shorten-method) or use a model with larger --max-positions"
+            )
+        return super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = name + "." if name != "" else ""
+        # the reference's shared layer is an nn.Linear whose bias its forward never used
+        state_dict.pop(f"{prefix}compress_layer.bias", None)

@@ -1,0 +1,35 @@
+"""linformer-fairseq: a fairseq --user-dir plugin for Linformer RoBERTa."""
+from setuptools import find_packages, setup
+
+setup(
+    name="linformer-fairseq",
+    version="0.1.0",
+    description="Linformer RoBERTa for fairseq: padding-correct linear attention, pretraining and GLUE fine-tuning",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["linformer_fairseq", "linformer_fairseq.*", "data_prep", "data_prep.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # Pin torch in the install command (torch==2.13.0 here) rather than here: an open range lets
+        # pip pick the newest multi-GB CUDA build on machines that have no torch yet.
+        "torch>=2.1",
+        # fairseq 0.12.2 (PyPI) cannot be imported on Python >= 3.11 (dataclass mutable defaults).
+        # ve-fairseq ships prebuilt cp311/cp312 wheels of the same code; fairseq-fixed builds from
+        # source (minutes) and is the fallback for Pythons ve-fairseq has no wheel for.
+        'fairseq==0.12.2; python_version < "3.11"',
+        've-fairseq==0.12.3; python_version >= "3.11" and python_version < "3.13"',
+        'fairseq-fixed==0.12.3.1; python_version >= "3.13"',
+        "sentencepiece>=0.1.99",
+        "datasets>=2.14",
+        "tensorboard>=2.10",
+        "matplotlib>=3.5",
+        "tqdm",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": [],
+    },
+)
