@@ -1,7 +1,7 @@
 """fairseq's reference Linformer (``fairseq/examples/linformer/linformer_src``) imported as a
 plain package, without running its ``__init__``: that would register the model name
 ``linformer_roberta``, which our plugin registers too. Only its modules are imported here;
-whole reference models are built in subprocesses with ``--user-dir`` (see ``fairseq_cli.py``).
+whole reference models are built in subprocesses with ``--user-dir`` (see ``cli_runner.py``).
 """
 
 import os

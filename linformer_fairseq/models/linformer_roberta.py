@@ -7,6 +7,7 @@ other in a process, not both: they register the same name.
 """
 
 import logging
+import os
 
 import torch
 from fairseq import utils
@@ -22,6 +23,7 @@ from fairseq.utils import safe_getattr, safe_hasattr
 
 from ..modules.encoder import LinformerTransformerEncoder
 from .linformer_options import add_linformer_args, resolve_compressed_dims, set_linformer_defaults
+from .position_extension import extend_to_model
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,24 @@ class LinformerModel(RobertaModel):
     def add_args(parser):
         RobertaModel.add_args(parser)
         add_linformer_args(parser)
+
+    @classmethod
+    def hub_models(cls):
+        return {}  # no hosted checkpoints: RoBERTa's names would load a model of another architecture
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe="auto", **kwargs):
+        """As ``RobertaModel.from_pretrained``; ``bpe="auto"`` uses the SentencePiece model that our
+        data prep writes (``spm.model`` beside the checkpoint or the data) and otherwise no BPE
+        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE)."""
+        if bpe == "auto":
+            bpe = None
+            for directory in (model_name_or_path, data_name_or_path, os.path.dirname(str(data_name_or_path))):
+                candidate = os.path.join(str(directory), "spm.model")
+                if os.path.isfile(candidate) and "sentencepiece_model" not in kwargs:
+                    bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
+                    break
+        return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
 
     @classmethod
     def build_model(cls, args, task):
@@ -77,6 +97,7 @@ class LinformerEncoder(RobertaEncoder):
                     activation_fn=self.args.activation_fn,
                     weight=None,
                 )
+        extend_to_model(state_dict, self.state_dict(), prefix, self.sentence_encoder.padding_idx)
 
 
 @register_model_architecture("linformer_roberta", "linformer_roberta")

@@ -95,5 +95,9 @@ class LinformerTransformerEncoder(TransformerEncoder):
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)
         prefix = name + "." if name != "" else ""
-        # the reference's shared layer is an nn.Linear whose bias its forward never used
-        state_dict.pop(f"{prefix}compress_layer.bias", None)
+        # The reference's layerwise-shared projection is an nn.Linear whose bias its forward never
+        # uses; it is stored on the encoder and under every layer's compress_k/compress_v.
+        unused = [k for k in state_dict if k.startswith(prefix) and k.endswith(
+            ("compress_layer.bias", "self_attn.compress_k.bias", "self_attn.compress_v.bias"))]
+        for key in unused:
+            del state_dict[key]

@@ -161,3 +161,13 @@ class MultiheadLinearAttention(nn.Module):
             if not need_head_weights:
                 weights = weights.mean(dim=0)
         return out, weights
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Split the fused ``in_proj_weight``/``in_proj_bias`` of old fairseq checkpoints into
+        q/k/v projections, as fairseq's attention modules do."""
+        prefix = name + "." if name != "" else ""
+        for suffix in ("weight", "bias"):
+            fused = state_dict.pop(f"{prefix}in_proj_{suffix}", None)
+            if fused is not None:
+                for proj, part in zip(("q_proj", "k_proj", "v_proj"), fused.chunk(3, dim=0)):
+                    state_dict[f"{prefix}{proj}.{suffix}"] = part
