@@ -107,10 +107,10 @@ def test_longer_than_max_positions_is_an_error():
 
 
 def test_pack_padding_moves_left_padding_to_the_right():
-    x = torch.arange(8.0).view(2, 4, 1)
+    x = torch.arange(8.0).view(2, 4).t().unsqueeze(-1)  # (T=4, B=2, C=1): rows 0..3 and 4..7
     mask = torch.tensor([[True, True, False, False], [False, False, False, True]])
     packed, packed_mask = pack_padding(x, mask)
-    assert packed[:, :, 0].tolist() == [[2.0, 3.0, 0.0, 0.0], [4.0, 5.0, 6.0, 0.0]]
+    assert packed[:, :, 0].t().tolist() == [[2.0, 3.0, 0.0, 0.0], [4.0, 5.0, 6.0, 0.0]]
     assert packed_mask.tolist() == [[False, False, True, True], [False, False, False, True]]
 
 

@@ -64,12 +64,12 @@ def test_per_head_projection_gives_each_head_its_own_matrix(data_dir):
     heads, head_dim = attn.num_heads, attn.head_dim
     assert attn.compress_k.weight.shape == (heads, 5, 48)
     assert not torch.allclose(attn.compress_k.weight[0], attn.compress_k.weight[1])
-    x = torch.randn(2, 20, attn.embed_dim)
+    x = torch.randn(20, 2, attn.embed_dim)  # (T, B, C)
     k, v, _ = attn._compress_per_head(x, None)
-    keys = (x @ attn.k_proj.weight.T).view(2, 20, heads, head_dim)
+    keys = (x @ attn.k_proj.weight.T).view(20, 2, heads, head_dim)
     for h in range(heads):
-        expected = attn.compress_k.weight[h, :, :20] @ keys[:, :, h] + attn.k_proj.bias.view(heads, head_dim)[h]
-        torch.testing.assert_close(k[:, h], expected)
+        expected = torch.einsum("kt,tbd->bkd", attn.compress_k.weight[h, :, :20], keys[:, :, h])
+        torch.testing.assert_close(k[:, h], expected + attn.k_proj.bias.view(heads, head_dim)[h])
     # and a head's gradient reaches only its own matrix
     model.train()
     attn.compress_k.weight.grad = None

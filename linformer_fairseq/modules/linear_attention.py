@@ -78,34 +78,35 @@ class MultiheadLinearAttention(nn.Module):
             nn.init.constant_(self.out_proj.bias, 0.0)
 
     def _heads(self, x: Tensor) -> Tensor:
-        """(B, L, C) -> (B, H, L, head_dim)."""
-        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).transpose(1, 2)
+        """(L, B, C) -> (B, H, L, head_dim), a view."""
+        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).permute(1, 2, 0, 3)
 
     def _compress_headwise(self, x: Tensor, pad: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """Compress the input once for K and once for V (one product when both are linear)."""
-        x = x.unsqueeze(1)  # (B, 1, T, C)
+        """Compress the layer input (T, B, C) for K and V, then project: (B, H, k', head_dim) each."""
         compress_v = self.compress_k if self.shared_kv else self.compress_v
-        if compress_v is self.compress_k:
-            ck, mask = self.compress_k(x, pad)
-            cv = ck
-        elif isinstance(self.compress_k, LinearProjection) and isinstance(compress_v, LinearProjection):
-            seq_len = x.size(2)
-            both = torch.cat([self.compress_k.matrix(seq_len)[0], compress_v.matrix(seq_len)[0]], dim=0)
-            ck, cv = torch.einsum("kt,btc->bkc", both.to(x.dtype), x.squeeze(1)).split(
-                [self.compress_k.compressed_dim, compress_v.compressed_dim], dim=1
-            )
+        if isinstance(self.compress_k, LinearProjection) and isinstance(compress_v, LinearProjection):
+            # One GEMM for both: [E; F] (2k x T) @ X viewed as (T, B*C), no copy or transpose of X.
+            seq_len, bsz, channels = x.shape
+            mats = [self.compress_k.matrix(seq_len)[0]]
+            if compress_v is not self.compress_k:
+                mats.append(compress_v.matrix(seq_len)[0])
+            both = torch.cat(mats) if len(mats) > 1 else mats[0]
+            compressed = torch.matmul(both.to(x.dtype), x.reshape(seq_len, bsz * channels)).view(-1, bsz, channels)
+            ck, cv = (compressed, compressed) if len(mats) == 1 else compressed.split(
+                [self.compress_k.compressed_dim, compress_v.compressed_dim])
             mask = None
         else:
-            (ck, mask), (cv, _) = self.compress_k(x, pad), compress_v(x, pad)
-        k = self._heads(self.k_proj(ck.squeeze(1) if ck.dim() == 4 else ck))
-        v = self._heads(self.v_proj(cv.squeeze(1) if cv.dim() == 4 else cv))
-        return k, v, mask
+            grouped = x.transpose(0, 1).unsqueeze(1)  # (B, 1, T, C)
+            ck, mask = self.compress_k(grouped, pad)
+            cv = ck if compress_v is self.compress_k else compress_v(grouped, pad)[0]
+            ck, cv = ck.squeeze(1).transpose(0, 1), cv.squeeze(1).transpose(0, 1)  # (k', B, C)
+        return self._heads(self.k_proj(ck)), self._heads(self.v_proj(cv)), mask
 
     def _compress_per_head(self, x: Tensor, pad: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         compress_v = self.compress_k if self.shared_kv else self.compress_v
         out = []
         for proj, compress in ((self.k_proj, self.compress_k), (self.v_proj, compress_v)):
-            heads = self._heads(F.linear(x, proj.weight))  # (B, H, T, head_dim), bias added after E
+            heads = self._heads(F.linear(x, proj.weight))  # (B, H, T, head_dim); bias added after E
             compressed, mask = compress(heads, pad)
             if proj.bias is not None:
                 compressed = compressed + proj.bias.view(1, self.num_heads, 1, self.head_dim)
@@ -126,7 +127,7 @@ class MultiheadLinearAttention(nn.Module):
         """Self-attention over ``query`` (T x B x C); ``key_padding_mask`` (B x T) is True at pads.
 
         Returns the output (T x B x C) and, if asked, weights over the compressed positions
-        (B x k', averaged over heads, or H x B x T x k' with ``need_head_weights``).
+        (B x T x k', averaged over heads, or H x B x T x k' with ``need_head_weights``).
         """
         if attn_mask is not None:
             raise ValueError("Linformer attention projects positions away and cannot apply a token-level attn_mask")
@@ -136,11 +137,10 @@ class MultiheadLinearAttention(nn.Module):
                 f"sequence of length {seq_len} is longer than --max-positions {self.max_positions}; "
                 "truncate the input or fine-tune with a larger --max-positions"
             )
-        x = query.transpose(0, 1)  # (B, T, C)
-        packed, pad = pack_padding(x, key_padding_mask)
+        packed, pad = pack_padding(query, key_padding_mask)
         compress = self._compress_per_head if self.per_head else self._compress_headwise
         k, v, kv_mask = compress(packed, pad)
-        q = self._heads(self.q_proj(x))
+        q = self._heads(self.q_proj(query))
 
         need_weights = need_weights or need_head_weights
         use_sdpa = self.use_sdpa if self.use_sdpa is not None else q.is_cuda

@@ -7,7 +7,7 @@ channels per group. It returns the compressed ``(B, G, k', C)`` and a ``(B, k')`
 compressed positions that hold no real token (or ``None`` when every compressed row is real).
 
 Callers hand in ``x`` with padded positions zeroed and real tokens packed to the front
-(see ``pack_padding``), so that a sentence gives the same compressed keys however much padding,
+(see ``pack_padding``, which works in fairseq's time-first layout), so that a sentence gives the same compressed keys however much padding,
 left or right, its batch added: position ``t`` of the sentence always meets column ``t`` of E.
 """
 
@@ -20,22 +20,20 @@ from torch import Tensor, nn
 
 
 def pack_padding(x: Tensor, padding_mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-    """Zero padded positions of ``x`` (``B, T, ...``) and move real tokens to the front.
+    """Zero padded positions of ``x`` (``T, B, C``, fairseq's layout) and move real tokens first.
 
-    Returns the packed tensor and the packed padding mask (pads now form a suffix), or the
-    inputs unchanged when there is no padding. Right padding, fairseq's default for RoBERTa,
-    needs no gather; left padding (``--left-pad-source``) is reordered with one stable sort.
+    Returns the packed tensor and the packed ``(B, T)`` padding mask (pads now form a suffix),
+    or the inputs unchanged when there is no padding. Right padding, fairseq's default for
+    RoBERTa, needs no reordering; left padding is reordered with one stable sort.
     """
     if padding_mask is None or not padding_mask.any():
         return x, None
     pad = padding_mask.to(torch.bool)
-    if not bool((pad[:, :-1] & ~pad[:, 1:]).any()):  # already right-padded
-        return x.masked_fill(pad.view(pad.shape + (1,) * (x.dim() - 2)), 0.0), pad
-    order = torch.sort(pad.to(torch.int8), dim=1, stable=True).indices
-    packed_pad = torch.gather(pad, 1, order)
-    index = order.view(order.shape + (1,) * (x.dim() - 2)).expand_as(x)
-    packed = torch.gather(x, 1, index)
-    return packed.masked_fill(packed_pad.view(pad.shape + (1,) * (x.dim() - 2)), 0.0), packed_pad
+    if bool((pad[:, :-1] & ~pad[:, 1:]).any()):  # a pad before a real token: not right-padded
+        order = torch.sort(pad.to(torch.int8), dim=1, stable=True).indices  # (B, T)
+        pad = torch.gather(pad, 1, order)
+        x = torch.gather(x, 0, order.t().unsqueeze(-1).expand_as(x))
+    return x.masked_fill(pad.t().unsqueeze(-1), 0.0), pad
 
 
 class LinearProjection(nn.Module):
