@@ -12,7 +12,7 @@ setup(
     install_requires=[
         # Pin torch in the install command (torch==2.13.0 here) rather than here: an open range lets
         # pip pick the newest multi-GB CUDA build on machines that have no torch yet.
-        "torch>=2.1",
+        "torch>=2.5",  # add_safe_globals, sdpa_kernel and the memory tools the benchmarks use
         # fairseq 0.12.2 (PyPI) cannot be imported on Python >= 3.11 (dataclass mutable defaults).
         # ve-fairseq ships prebuilt cp311/cp312 wheels of the same code; fairseq-fixed builds from
         # source (minutes) and is the fallback for Pythons ve-fairseq has no wheel for.

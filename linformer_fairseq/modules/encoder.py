@@ -70,7 +70,10 @@ class LinformerTransformerEncoder(TransformerEncoder):
         self.layers_built = 0
         super().__init__(args, dictionary, embed_tokens)
 
-    def build_encoder_layer(self, args):
+    def build_encoder_layer(self, cfg):
+        # fairseq hands in a TransformerConfig rebuilt from the args, which drops our options when
+        # the args are a Hydra DictConfig (fairseq-hydra-train); the encoder's own args keep them.
+        args = self.args
         index = self.layers_built  # fairseq builds the layers in order and gives no index
         self.layers_built += 1
         if args.shared_layer_kv_compressed and self.compress_layer is None and args.attention_variant == "linformer":

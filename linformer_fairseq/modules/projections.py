@@ -91,8 +91,8 @@ class PoolingProjection(nn.Module):
         else:
             pooled = x.masked_fill(~window_real, float("-inf")).amax(3)
             pooled = pooled.masked_fill((counts == 0).view(bsz, 1, windows, 1), 0.0)
-        empty = counts == 0
-        return pooled, (empty if bool(empty.any()) else None)
+        # no padding, no empty window; otherwise return the mask even if all False (no GPU sync)
+        return pooled, (None if padding_mask is None else counts == 0)
 
 
 class ConvProjection(nn.Module):
@@ -120,8 +120,7 @@ class ConvProjection(nn.Module):
         if padding_mask is None:
             return y, None
         real = F.pad(~padding_mask, (0, extra), value=False).view(bsz, windows, self.stride)
-        empty = ~real.any(-1)
-        return y, (empty if bool(empty.any()) else None)
+        return y, ~real.any(-1)
 
 
 def build_projection(kind: str, max_positions: int, compressed_dim: int, channels: int, groups: int, freeze: bool) -> nn.Module:

@@ -1,0 +1,173 @@
+"""fairseq's ``masked_lm`` task with the checks and options Linformer pretraining needs.
+
+Data loading, blocking and masking are fairseq's (``MaskedLMTask``, ``MaskTokensDataset``). Added:
+
+* start-up checks (``build_model``): a sample, ``<s>`` and ``</s>`` included, is at most
+  ``--tokens-per-sample`` tokens, so that must not exceed the model's ``--max-positions`` (the
+  length of the position embeddings and of Linformer's n x k projections); and a warning when a
+  layer's projected dimension k is not smaller than ``--tokens-per-sample`` (no compression);
+* whole-word masking for SentencePiece vocabularies (``--mask-whole-words``, no ``--bpe``): the
+  dictionary's tokens are SentencePiece pieces, and a piece starting with "▁" begins a word;
+* sharded data (``--data shard0:shard1:...``, one shard per epoch): every shard's ``dict.txt`` must
+  equal the first one's, since only the first is loaded;
+* the default criterion is ``masked_lm_with_accuracy`` (fairseq's loss plus masked-token
+  accuracy): it replaces fairseq's global default ``cross_entropy``, which does not fit MLM (it
+  projects every token and divides by all tokens), when no other criterion is given.
+"""
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from fairseq import utils
+from fairseq.data import Dictionary, MaskTokensDataset, RightPadDataset, SortDataset, data_utils
+from fairseq.tasks import register_task
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+from omegaconf import DictConfig, OmegaConf
+
+logger = logging.getLogger(__name__)
+
+WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a new whitespace-separated word
+DEFAULT_CRITERION = "masked_lm_with_accuracy"
+
+
+@dataclass
+class LinformerMaskedLMConfig(MaskedLMConfig):
+    mask_whole_words: bool = field(
+        default=False,
+        metadata={"help": "mask all pieces of a word together; words are read off the SentencePiece "
+                  "dictionary (a piece starting with '\u2581' begins a word), no --bpe needed"},
+    )
+
+
+def sentencepiece_word_starts(dictionary: Dictionary) -> torch.Tensor:
+    """fairseq's ``mask_whole_words`` tensor (one byte per dictionary index, 1 = begins a word).
+
+    Special symbols (``<s>``, ``<pad>``, ``</s>``, ``<unk>``, ``<mask>``, fairseq's ``madeupword``
+    padding) are words of their own; a piece without "▁" continues the word before it (the
+    pieces of "▁unbeliev" "able" "," are one word, as SentencePiece split "unbelievable,")."""
+    def begins_word(index: int) -> bool:
+        symbol = dictionary[index]
+        return (index < dictionary.nspecial or symbol.startswith(WORD_START) or symbol == "<mask>"
+                or symbol.startswith("madeupword"))
+
+    return torch.ByteTensor([begins_word(i) for i in range(len(dictionary))])
+
+
+def check_shard_dictionaries(paths):
+    """Every shard's dict.txt must be byte-identical to the first shard's."""
+    first = os.path.join(paths[0], "dict.txt")
+    if not os.path.isfile(first):
+        raise FileNotFoundError(f"--data {paths[0]}: no dict.txt in the first data directory ({first})")
+    with open(first, "rb") as f:
+        expected = f.read()
+    for path in paths[1:]:
+        other = os.path.join(path, "dict.txt")
+        if not os.path.isfile(other):
+            raise FileNotFoundError(f"--data shard {path}: no dict.txt ({other}); every shard needs the "
+                                    f"dictionary of the first, {first}")
+        with open(other, "rb") as f:
+            found = f.read()
+        if found != expected:
+            pairs = itertools.zip_longest(expected.decode("utf-8", "replace").splitlines(),
+                                          found.decode("utf-8", "replace").splitlines())
+            line, (want, got) = next((n, p) for n, p in enumerate(pairs, 1) if p[0] != p[1])
+            raise ValueError(f"--data shard {path}: {other} differs from {first} at line {line} "
+                             f"({got!r} instead of {want!r}); all shards must be binarized with the "
+                             "same dictionary (fairseq-preprocess --srcdict)")
+
+
+@register_task("linformer_masked_lm", dataclass=LinformerMaskedLMConfig)
+class LinformerMaskedLMTask(MaskedLMTask):
+    cfg: LinformerMaskedLMConfig
+
+    def __init__(self, cfg: LinformerMaskedLMConfig, dictionary=None):
+        super().__init__(cfg, dictionary)
+        self._word_starts = None
+
+    @classmethod
+    def load_dict(cls, cfg):
+        paths = utils.split_paths(cfg.data)
+        check_shard_dictionaries(paths)
+        return super().load_dict(cfg)
+
+    @property
+    def word_starts(self) -> torch.Tensor:
+        if self._word_starts is None:
+            dictionary = self.source_dictionary
+            if not any(dictionary[i].startswith(WORD_START) for i in range(dictionary.nspecial, len(dictionary))):
+                dict_file = os.path.join(utils.split_paths(self.cfg.data)[0], "dict.txt")
+                raise ValueError(f"--mask-whole-words: no token of {dict_file} starts with '{WORD_START}', so it "
+                                 "is not a SentencePiece vocabulary and words cannot be told apart; "
+                                 "binarize with data_prep's SentencePiece model or drop --mask-whole-words")
+            self._word_starts = sentencepiece_word_starts(dictionary)
+        return self._word_starts
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        # As MaskedLMTask.load_dataset, with the word starts taken from the dictionary: fairseq's
+        # builds them from --bpe, which the task config does not carry.
+        dataset = self._load_dataset_split(split, epoch, combine)
+        src_dataset, tgt_dataset = MaskTokensDataset.apply_mask(
+            dataset,
+            self.source_dictionary,
+            pad_idx=self.source_dictionary.pad(),
+            mask_idx=self.mask_idx,
+            seed=self.cfg.seed,
+            mask_prob=self.cfg.mask_prob,
+            leave_unmasked_prob=self.cfg.leave_unmasked_prob,
+            random_token_prob=self.cfg.random_token_prob,
+            freq_weighted_replacement=self.cfg.freq_weighted_replacement,
+            mask_whole_words=self.word_starts if self.cfg.mask_whole_words else None,
+            mask_multiple_length=self.cfg.mask_multiple_length,
+            mask_stdev=self.cfg.mask_stdev,
+            skip_masking=self.cfg.skip_masking,
+        )
+        with data_utils.numpy_seed(self.cfg.seed):
+            shuffle = np.random.permutation(len(src_dataset))
+        if self.cfg.d2v2_multi:
+            dataset = self._d2v2_multi_dataset(src_dataset)
+        else:
+            target_dataset = RightPadDataset(tgt_dataset, pad_idx=self.source_dictionary.pad())
+            dataset = self._regular_dataset(src_dataset, target_dataset)
+        self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        self.check_lengths(model)
+        return model
+
+    def check_lengths(self, model):
+        n = self.cfg.tokens_per_sample
+        max_positions = model.max_positions()
+        if isinstance(max_positions, int) and n > max_positions:
+            raise ValueError(
+                f"--tokens-per-sample (task.tokens_per_sample) {n} exceeds the model's --max-positions "
+                f"(model.max_positions) {max_positions}: a sample of up to {n} tokens (<s> and </s> "
+                f"included) must fit the position embeddings and Linformer's projections; lower "
+                f"--tokens-per-sample to {max_positions} or raise --max-positions to {n}"
+            )
+        dims = getattr(getattr(model, "encoder", None), "compressed_dims", None) or []  # k per layer
+        uncompressed = [(layer, k) for layer, k in enumerate(dims) if k >= n]
+        if uncompressed:
+            layers = ", ".join(f"layer {layer}: k={k}" for layer, k in uncompressed)
+            logger.warning(
+                f"projected dimension k >= --tokens-per-sample {n} ({layers}): these layers' projections "
+                "do not compress the sequence (attention costs as much as standard attention or more); "
+                "lower --compressed-dim/--compressed-dims or raise --tokens-per-sample"
+            )
+
+    def build_criterion(self, cfg, from_checkpoint=False):
+        if isinstance(cfg, str):
+            name = cfg
+        elif isinstance(cfg, DictConfig):
+            name = cfg.get("_name")
+        else:
+            name = getattr(cfg, "criterion", None) if cfg is not None else None
+        if name in (None, "cross_entropy"):
+            logger.warning(f"criterion {name} (fairseq's default) replaced by this task's default "
+                           f"{DEFAULT_CRITERION}; pass --criterion masked_lm for fairseq's plain MLM loss")
+            cfg = OmegaConf.create({"_name": DEFAULT_CRITERION, "tpu": False})
+        return super().build_criterion(cfg, from_checkpoint)

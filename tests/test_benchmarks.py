@@ -1,0 +1,170 @@
+"""The attention and training benchmarks in their CPU small modes: they run, write complete
+CSV/Markdown/PNG outputs, record out-of-memory instead of crashing, and measure what they claim.
+
+Only memory is asserted on, not time: peak memory is deterministic, CPU timings on a shared
+machine are not.
+"""
+
+import csv
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ATTENTION_SCRIPT = os.path.join(ROOT, "scripts", "benchmark_attention.py")
+TRAINING_SCRIPT = os.path.join(ROOT, "scripts", "benchmark_training.sh")
+
+
+def load_benchmark_script():
+    spec = importlib.util.spec_from_file_location("benchmark_attention", ATTENTION_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_benchmark_script()
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def attention_small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("attention")
+    subprocess.run([sys.executable, ATTENTION_SCRIPT, "--small", "--out", str(out), "--no-progress"],
+                   check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return out
+
+
+@pytest.mark.slow
+def test_attention_small_mode_measures_the_whole_grid(attention_small):
+    rows = read_csv(attention_small / "attention_benchmark.csv")
+    grid = bench.SMALL_GRID
+    expected = {(m, mode, str(n), str(k)) for n in grid["ns"] for mode in bench.MODES
+                for m in bench.METHODS for k in (grid["ks"] if m in bench.LINFORMER else [""])}
+    assert {(r["method"], r["mode"], r["n"], r["k"]) for r in rows} == expected
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert float(r["time_ms"]) > 0 and float(r["peak_mem_mib"]) > 0, r
+        assert int(r["batch"]) * int(r["n"]) == grid["tokens"]
+        assert r["dtype"] == "float32" and r["device"].startswith("CPU")
+
+
+@pytest.mark.slow
+def test_attention_memory_is_linear_for_linformer_and_quadratic_for_materialised_attention(attention_small):
+    # At a fixed number of tokens per batch, linear attention's memory stays flat as n grows;
+    # materialised n x n scores grow with n (batch * n^2 = tokens * n).
+    rows = read_csv(attention_small / "attention_benchmark.csv")
+    small_n, large_n = min(bench.SMALL_GRID["ns"]), max(bench.SMALL_GRID["ns"])
+    k = min(bench.SMALL_GRID["ks"])
+
+    def memory(method, n, mode="inference"):
+        (row,) = [r for r in rows if (r["method"], r["mode"], r["n"], r["k"]) ==
+                  (method, mode, str(n), str(k) if method in bench.LINFORMER else "")]
+        return float(row["peak_mem_mib"])
+
+    for mode in bench.MODES:
+        assert memory("sdpa_math", large_n, mode) / memory("sdpa_math", small_n, mode) > 2.5
+        for method in ("linformer", "reference", "projection_free"):
+            assert memory(method, large_n, mode) / memory(method, small_n, mode) < 1.2, (method, mode)
+            assert memory(method, large_n, mode) < memory("sdpa_math", large_n, mode)
+
+
+@pytest.mark.slow
+def test_attention_small_mode_writes_table_and_plot(attention_small):
+    table = (attention_small / "attention_benchmark.md").read_text()
+    ks = bench.SMALL_GRID["ks"]
+    for mode in bench.MODES:
+        assert f"### {mode}: linformer vs sdpa_math" in table
+        assert f"### {mode}: reference vs sdpa" in table
+    assert "| n \\ k | " + " | ".join(str(k) for k in ks) + " |" in table
+    for n in bench.SMALL_GRID["ns"]:
+        row = next(line for line in table.splitlines() if line.startswith(f"| {n} | "))
+        assert row.count("x") >= len(ks)  # one ratio per k
+    png = (attention_small / "attention_time_vs_n.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not [p for p in os.listdir(attention_small) if p.startswith(".tmp-")]
+
+
+def test_out_of_memory_at_a_grid_point_is_recorded():
+    def build_too_big(method, n, k, embed_dim, heads):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 206.00 GiB")
+
+    kwargs = dict(embed_dim=16, heads=2, tokens=64, device=torch.device("cpu"), dtype=torch.float32, warmup=0, repeats=1)
+    row = bench.benchmark_point("sdpa_math", "training", 64, None, build=build_too_big, **kwargs)
+    assert row["status"] == "OOM" and row["time_ms"] == "" and row["peak_mem_mib"] == ""
+    ok = bench.benchmark_point("linformer", "training", 64, 8, **kwargs)
+    assert ok["status"] == "ok"
+    table = bench.markdown_tables([dict(ok, k=8), dict(row, method="sdpa_math", k="")], ["sdpa_math"])
+    assert "| 64 | full OOM |" in table
+
+    def build_broken(method, n, k, embed_dim, heads):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes"):  # other errors are not hidden as OOM
+        bench.benchmark_point("sdpa", "inference", 64, None, build=build_broken, **kwargs)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--out", "x", "--ns", "500", "--tokens", "1024"], "--tokens 1024 must be a multiple"),
+    (["--out", "x", "--methods", "linformer,flash"], "--methods: unknown flash"),
+    (["--small"], "--out DIR is required"),
+])
+def test_attention_script_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def run_training_benchmark(*args, timeout=240):
+    env = dict(os.environ, VENV=sys.prefix)
+    return subprocess.run(["bash", TRAINING_SCRIPT, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_training_benchmark_small_mode(tmp_path):
+    out = tmp_path / "training"
+    done = run_training_benchmark("--small", "--ns", "128", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_csv(out / "training_benchmark.csv")
+    assert [r["method"] for r in rows] == ["roberta", "reference", "linformer"]
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert float(r["wps"]) > 0 and float(r["peak_rss_gb"]) > 0
+        assert r["updates"] == "8" and r["n"] == "128" and r["batch"] == str(1024 // 128)
+        assert os.listdir(out / "runs" / f"{r['method']}_n128" / "tb")  # TensorBoard logs
+    table = (out / "training_benchmark.md").read_text()
+    assert "| 128 | " in table and "wps" in table and "linformer / roberta wps" in table
+    # every batch holds exactly tokens-per-batch tokens (the synthetic lines are cut to n), and
+    # each Linformer got k = 16 in its own spelling
+    for method, k_flag in (("roberta", None), ("reference", "compressed=8"), ("linformer", "compressed_dim=16")):
+        log = (out / "runs" / f"{method}_n128" / "train.log").read_text()
+        assert set(re.findall(r'"wpb": "([\d.]+)"', log)) == {"1024"}
+        assert k_flag is None or k_flag in log
+
+    # a second run keeps the finished runs and only rebuilds the table
+    log_path = out / "runs" / "roberta_n128" / "train.log"
+    before = log_path.stat().st_mtime_ns
+    again = run_training_benchmark("--small", "--ns", "128", "--out", str(out), timeout=60)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished before, kept" in again.stderr
+    assert log_path.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--small", "--ns", "100"], "--tokens-per-batch 1024 is not a multiple of n = 100"),
+    (["--small", "--ns", "128", "--k", "48"], "--k 48 must divide n = 128"),
+    (["--small", "--methods", "roberta bert"], "--methods: unknown 'bert'"),
+    (["--frobnicate"], "unknown argument '--frobnicate'"),
+])
+def test_training_benchmark_rejects_bad_arguments(args, message, tmp_path):
+    result = run_training_benchmark(*args, "--out", str(tmp_path / "x"), timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -1,0 +1,100 @@
+"""Linear cost, measured: FLOPs of one attention layer (d = 768, 12 heads, batch 1) counted by
+``torch.utils.flop_counter.FlopCounterMode``.
+
+Every Linformer option and the projection-free variant must double its FLOPs when n doubles
+(n >> k), while fairseq's standard ``MultiheadAttention`` must approach 4x. Counting runs on the
+meta device (shapes only), except for the pooling projections, which read their input; the first
+test shows the meta device counts exactly what a real CPU run counts.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark_script():
+    spec = importlib.util.spec_from_file_location("benchmark_attention", os.path.join(ROOT, "scripts", "benchmark_attention.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_benchmark_script()
+SUBJECTS = list(bench.LINFORMER_OPTIONS) + ["projection_free"]
+K = 128
+
+
+@pytest.mark.parametrize("name", [s for s in SUBJECTS + ["standard"] if bench.flop_device(s) == "meta"])
+def test_meta_device_counts_what_a_cpu_run_counts(name):
+    n = 512
+    on_cpu = bench.count_flops(bench.build_flop_subject(name, n, K), n, device="cpu")
+    on_meta = bench.count_flops(bench.build_flop_subject(name, n, K), n, device="meta")
+    assert on_cpu > 0
+    assert on_meta == on_cpu
+
+
+def test_standard_attention_is_counted_with_its_attention_products():
+    # On the CPU, SDPA's fused kernel has no FLOP formula; without the math kernel the n x n
+    # products would be missing and standard attention would look linear.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = 512
+    layer = bench.build_flop_subject("standard", n, K).eval()
+    x = layer.q_proj.weight.new_empty(n, 1, layer.embed_dim).normal_()
+    fused = FlopCounterMode(display=False)
+    with fused:
+        layer(x, x, x, need_weights=False)
+    assert bench.count_flops(layer, n) > fused.get_total_flops()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBJECTS)
+def test_linformer_flops_grow_linearly_in_n(name):
+    ns = (4096, 8192, 16384)
+    flops = [bench.subject_flops(name, n, K) for n in ns]
+    for n, smaller, larger in zip(ns[1:], flops, flops[1:]):
+        assert larger / smaller == pytest.approx(2.0, rel=0.05), f"{name}: n={n // 2} -> {n}"
+    assert flops[-1] < bench.subject_flops("standard", ns[-1], K)
+
+
+def test_standard_attention_flops_grow_quadratically_in_n():
+    ns = (4096, 8192, 16384, 32768, 65536)
+    flops = [bench.subject_flops("standard", n, K) for n in ns]
+    ratios = [larger / smaller for smaller, larger in zip(flops, flops[1:])]
+    # the n^2 part takes over from the n d^2 projections: ratios rise towards 4
+    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios
+    assert ratios[-1] > 3.8, ratios
+    # and what is not linear grows exactly 4x per doubling: f(2n) - 2 f(n) = c n^2
+    excess = [larger - 2 * smaller for smaller, larger in zip(flops, flops[1:])]
+    for smaller, larger in zip(excess, excess[1:]):
+        assert larger / smaller == pytest.approx(4.0, rel=0.01)
+
+
+@pytest.mark.slow
+def test_flop_table_in_docs_is_current():
+    """The committed table's rows for n = 512 and 4096 are what the counter measures today
+    (n = 65536 takes a minute on the CPU and is left to ``benchmark_attention.py --flops``)."""
+    with open(bench.DOCS_PATH, encoding="utf-8") as f:
+        docs = f.read()
+    begin, end = docs.index(bench.FLOP_TABLE_BEGIN), docs.index(bench.FLOP_TABLE_END)
+    table = docs[begin:end].splitlines()
+    for row in bench.flop_table_rows((512, 4096), bench.FLOP_KS):
+        assert row in table, f"docs/benchmarks.md is stale; run `python scripts/benchmark_attention.py --flops` ({row})"
+    measured_ns = {int(line.split("|")[1]) for line in table if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert measured_ns == set(bench.FLOP_NS)
+
+
+def test_generated_section_is_replaced_between_markers_only(tmp_path):
+    path = tmp_path / "doc.md"
+    path.write_text(f"intro\n{bench.FLOP_TABLE_BEGIN}\nold table\n{bench.FLOP_TABLE_END}\noutro\n")
+    bench.replace_generated_section(str(path), "| new | table |")
+    assert path.read_text() == f"intro\n{bench.FLOP_TABLE_BEGIN}\n| new | table |\n{bench.FLOP_TABLE_END}\noutro\n"
+
+    broken = tmp_path / "broken.md"
+    broken.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="broken.md"):
+        bench.replace_generated_section(str(broken), "x")
+    assert broken.read_text() == "no markers here\n"
