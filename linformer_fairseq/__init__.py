@@ -6,6 +6,6 @@ Its path, for ``--user-dir``:
     python -c "import linformer_fairseq, os; print(os.path.dirname(linformer_fairseq.__file__))"
 """
 
-from . import checkpoint_loading  # noqa: F401
+from . import checkpoint_broadcast, checkpoint_loading  # noqa: F401
 from . import cpu_distributed  # noqa: F401
 from . import criterions, models, tasks  # noqa: F401

@@ -1,0 +1,195 @@
+"""scripts/collect_results.py and scripts/plot_curves.py on run directories the tests write in
+the layout scripts/finetune.sh leaves (run.json, eval_valid.json, tb/valid): best over the grid,
+median over seeds, the paper's numbers and the differences, incomplete runs, curves, bad input."""
+
+import csv
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(REPO, "scripts")
+TASKS = ("sst2", "imdb", "qnli", "qqp")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", os.path.join(SCRIPTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+collect_results = _load("collect_results")
+plot_curves = _load("plot_curves")
+
+
+def _paper():
+    with open(os.path.join(REPO, "configs", "paper_table2.csv")) as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+def write_run(root, name, task, accuracy=None, status="finished", k=128, n=512, shared_kv=0, shared_layer=0,
+              lr=1e-05, seed=1, arch="linformer_roberta_base", model="linformer_roberta", curve=None):
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    record = {"task": task, "status": status, "arch": arch, "model": model, "max_positions": n,
+              "encoder_layers": 12, "encoder_embed_dim": 768, "lr": lr, "seed": seed, "batch_size": 32,
+              "max_update": 100, "warmup_updates": 6}
+    if model == "linformer_roberta":
+        record.update({"k": k, "compressed_dims": [k] * 12, "shared_kv_compressed": shared_kv,
+                       "shared_layer_kv_compressed": shared_layer, "compressed_per_head": 0,
+                       "freeze_compress": 0, "projection": "linear", "attention_variant": "linformer"})
+    (run_dir / "run.json").write_text(json.dumps(record))
+    if accuracy is not None:
+        (run_dir / "eval_valid.json").write_text(json.dumps({"accuracy": accuracy, "predictions": []}))
+    if curve:
+        writer = SummaryWriter(str(run_dir / "tb" / "valid"))
+        for step, (acc, loss) in curve.items():
+            writer.add_scalar("accuracy", acc, step)
+            writer.add_scalar("loss", loss, step)
+        writer.close()
+    return run_dir
+
+
+@pytest.fixture
+def grid(tmp_path):
+    """k=128 headwise at n=512 on all four tasks (sst2 with a grid of 2 lrs x 3 seeds), RoBERTa on
+    sst2, a crashed qnli run of k=256 shared kv and a killed one of k=128."""
+    runs = tmp_path / "runs"
+    sst2 = {1e-05: [91.0, 92.5, 91.5], 2e-05: [93.0, 80.0, 81.0]}
+    for lr, accuracies in sst2.items():
+        for seed, accuracy in enumerate(accuracies, 1):
+            write_run(runs, f"sst2/lr{lr}-s{seed}", "sst2", accuracy, lr=lr, seed=seed,
+                      curve={10: (accuracy - 5, 0.6), 20: (accuracy, 0.4)})
+    others = {"imdb": 93.25, "qnli": 90.5, "qqp": 89.75}
+    for task, accuracy in others.items():
+        write_run(runs, f"{task}/s1", task, accuracy, curve={10: (accuracy, 0.5)})
+    write_run(runs, "roberta/sst2", "sst2", 92.0, model="roberta", arch="roberta_base")
+    write_run(runs, "crashed/qnli", "qnli", status="running", k=256, shared_kv=1, curve={10: (60.0, 0.7)})
+    write_run(runs, "killed/qnli", "qnli", status="interrupted")
+    return runs, sst2, others
+
+
+def _rows(out):
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _row(rows, **key):
+    found = [r for r in rows if all(r[k] == str(v) for k, v in key.items())]
+    assert len(found) == 1, (key, found)
+    return found[0]
+
+
+def test_best_over_grid_median_over_seeds_and_paper_differences(grid, tmp_path):
+    runs, sst2, others = grid
+    out = tmp_path / "out"
+    collect_results.collect(str(runs), str(out))
+    rows = _rows(out)
+    ours = _row(rows, n=512, model="Linformer", k=128, sharing="headwise", arch="linformer_roberta_base")
+    paper = [p for p in _paper() if (p["n"], p["model"], p["k"], p["sharing"]) == ("512", "Linformer", "128", "headwise")][0]
+
+    best = max(a for accs in sst2.values() for a in accs)
+    median = max(statistics.median(accs) for accs in sst2.values())
+    assert float(ours["sst2_best"]) == pytest.approx(best)
+    assert float(ours["sst2_median"]) == pytest.approx(median) and ours["sst2_seeds"] == "3"
+    assert ours["sst2_runs"] == "6"
+    assert float(ours["sst2_paper"]) == float(paper["sst2"])
+    assert float(ours["sst2_diff"]) == pytest.approx(best - float(paper["sst2"]))
+    for task, accuracy in others.items():
+        assert float(ours[f"{task}_best"]) == pytest.approx(accuracy)
+        assert float(ours[f"{task}_diff"]) == pytest.approx(accuracy - float(paper[task]))
+    average = statistics.mean([best, *others.values()])
+    assert float(ours["average_best"]) == pytest.approx(average)
+    assert float(ours["average_diff"]) == pytest.approx(average - float(paper["average"]))
+    # the killed k=128 qnli run is counted beside the finished one
+    assert ours["qnli_incomplete"] == "1"
+
+    roberta = _row(rows, n=512, model="RoBERTa", arch="roberta_base")
+    assert float(roberta["sst2_best"]) == 92.0 and roberta["imdb_best"] == "" and roberta["average_best"] == ""
+    paper_roberta = [p for p in _paper() if p["model"] == "RoBERTa"][0]
+    assert float(roberta["sst2_diff"]) == pytest.approx(92.0 - float(paper_roberta["sst2"]))
+
+    # every paper row is in the table, with its numbers, whether we ran it or not
+    for entry in _paper():
+        match = [r for r in rows if (r["n"], r["model"], r["k"], r["sharing"]) ==
+                 (entry["n"], entry["model"], entry["k"], entry["sharing"])]
+        assert match and all(float(m["qqp_paper"]) == float(entry["qqp"]) for m in match)
+
+    markdown = (out / "results.md").read_text()
+    assert f"| {best:.2f} |" in markdown and f"{median:.2f} (3 seeds)" in markdown
+    assert f"{best - float(paper['sst2']):+.2f}" in markdown
+    assert "| paper | " + " | ".join(paper[t] for t in TASKS) in markdown
+
+
+def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
+    runs, _, _ = grid
+    out = tmp_path / "out"
+    collect_results.collect(str(runs), str(out))
+    crashed = _row(_rows(out), n=512, model="Linformer", k=256, sharing="kv", arch="linformer_roberta_base")
+    assert crashed["qnli_best"] == "" and crashed["qnli_incomplete"] == "1"
+    markdown = (out / "results.md").read_text()
+    table, incomplete = markdown.split("## Incomplete runs")
+    assert "| incomplete |" in table  # the k=256 shared-kv qnli cell
+    assert "(+1 incomplete)" in table  # the k=128 qnli cell, which also has a finished run
+    assert str(runs / "crashed" / "qnli") in incomplete and str(runs / "killed" / "qnli") in incomplete
+    assert "crashed/killed before finishing" in incomplete and "interrupted" in incomplete
+
+
+def test_writes_validation_curves(grid, tmp_path):
+    runs, _, _ = grid
+    out = tmp_path / "out"
+    collect_results.collect(str(runs), str(out))
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    curves = plot_curves.read_curves(str(runs / "sst2" / "lr1e-05-s2"))
+    assert curves == {"accuracy": [(10, pytest.approx(87.5)), (20, pytest.approx(92.5))],
+                      "loss": [(10, pytest.approx(0.6)), (20, pytest.approx(0.4))]}
+
+
+@pytest.mark.slow  # subprocesses
+def test_plot_curves_cli(grid, tmp_path):
+    runs, _, _ = grid
+    out = tmp_path / "curves.png"
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "plot_curves.py"), runs / "sst2", "--out", out],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "curves of 6 run(s)" in proc.stdout and out.read_bytes().startswith(b"\x89PNG")
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "plot_curves.py"), runs / "killed", "--out", out],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "none of the 1 runs has validation curves" in proc.stderr
+
+
+@pytest.mark.slow  # subprocesses
+def test_bad_input_is_refused_with_a_clear_message(tmp_path):
+    script = os.path.join(SCRIPTS, "collect_results.py")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, script, empty], capture_output=True, text=True)
+    assert proc.returncode != 0 and f"no fine-tuning runs under {empty}" in proc.stderr
+    proc = subprocess.run([sys.executable, script, tmp_path / "nowhere"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+    runs = tmp_path / "runs"
+    write_run(runs, "ok", "sst2", 90.0)
+    bad = write_run(runs, "bad", "mnli", 80.0)
+    with pytest.raises(collect_results.ResultsError) as error:
+        collect_results.collect(str(runs), str(tmp_path / "out"))
+    assert str(bad / "run.json") in str(error.value) and "unknown task 'mnli'" in str(error.value)
+    assert not (tmp_path / "out" / "results.md").exists()
+
+
+def test_unreadable_run_json_is_listed_as_incomplete(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ok", "sst2", 90.0)
+    (runs / "broken").mkdir()
+    (runs / "broken" / "run.json").write_text('{"task": "sst2", "stat')
+    collect_results.collect(str(runs), str(tmp_path / "out"))
+    incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
+    assert str(runs / "broken") in incomplete and "unreadable run.json" in incomplete
