@@ -30,7 +30,9 @@ export VENV=${VENV:-$root/.venv}
 [ "$clean" = 0 ] || { echo "[quickstart] --clean: removing $out"; rm -rf "$out"; }
 mkdir -p "$out/logs" "$out/.done"
 out=$(cd "$out" && pwd)
-resume="bash scripts/quickstart.sh$([ "$fast" = 1 ] && echo ' --fast') --out $out"
+fast_flag=""
+[ "$fast" = 0 ] || fast_flag=" --fast"
+resume="bash scripts/quickstart.sh$fast_flag --out $out"
 
 # Stop before a stage rather than in the middle of a write: each stage needs well under 1 GiB.
 free_kib=$(df -Pk "$out" | awk 'NR==2 {print $4}')

@@ -1,0 +1,90 @@
+"""The README's first command, in its fastest setting: every stage runs, the tables and plots
+exist and hold this run's numbers, a re-run reuses the stages, and a failing stage names its log."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.dirname(os.path.dirname(sys.executable))  # reuse this environment, no new install
+
+
+def quickstart(out, *args, env=None):
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), "--fast", "--out", str(out), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
+                          env=dict(os.environ, VENV=VENV, **(env or {})))
+
+
+def is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 5000
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    proc = quickstart(out)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return out, proc.stdout
+
+
+def last_valid(train_log):
+    """The last validation line fairseq wrote (json log format)."""
+    lines = [line for line in open(train_log) if "| valid |" in line]
+    return json.loads(lines[-1].split("| valid | ", 1)[1])
+
+
+def test_every_stage_ran_and_the_output_says_where_to_look(finished):
+    out, log = finished
+    for stage in ("setup", "corpus", "pretrain_linformer", "pretrain_roberta", "finetune_data", "finetune", "results"):
+        assert re.search(rf"stage \d \({stage}\) finished", log), stage
+    assert "tensorboard --logdir" in log and "results.md" in log
+
+
+def test_pretraining_table_holds_this_runs_numbers(finished):
+    out, _ = finished
+    rows = list(csv.DictReader(open(out / "results" / "pretraining.csv")))
+    assert [r["model"] for r in rows] == ["Linformer", "RoBERTa"]
+    for row, run in zip(rows, ("linformer", "roberta")):
+        valid = last_valid(out / "pretrain" / run / "train.log")
+        assert int(row["updates"]) == int(valid["valid_num_updates"])
+        assert float(row["valid_ppl"]) == pytest.approx(float(valid["valid_ppl"]), rel=1e-3)
+        assert float(row["words_per_s"]) > 0
+    assert rows[0]["k"] == "32" and rows[1]["k"] == "-"
+    assert is_png(out / "results" / "pretraining_curves.png")
+
+
+def test_results_table_holds_the_finetuning_accuracy(finished):
+    out, _ = finished
+    (run,) = [d for d, _, files in os.walk(out / "runs") if "eval_valid.json" in files]
+    accuracy = json.load(open(os.path.join(run, "eval_valid.json")))["accuracy"]
+    table = open(out / "results" / "results.md").read()
+    row = next(line for line in table.splitlines() if "linformer_roberta_small" in line)
+    assert f"{accuracy:.2f}" in row
+    assert "93.1" in table  # the paper's RoBERTa-base SST-2 number beside ours
+    assert is_png(out / "results" / "curves.png")
+
+
+def test_rerun_reuses_finished_stages(finished):
+    out, _ = finished
+    proc = quickstart(out)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "stage 3 (pretrain_linformer): done before, reusing" in proc.stdout
+    assert "fairseq_cli.train" not in proc.stdout  # nothing trained again
+
+
+def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
+    (tmp_path / ".done").mkdir()
+    for stage in ("setup", "corpus"):
+        (tmp_path / ".done" / stage).touch()  # "done", but the corpus is missing: pretraining fails
+    proc = quickstart(tmp_path)
+    assert proc.returncode != 0
+    assert f"Its log: {tmp_path}/logs/pretrain_linformer.log" in proc.stdout
+    assert "resume (finished stages are kept) with: bash scripts/quickstart.sh --fast" in proc.stdout
