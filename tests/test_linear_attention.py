@@ -114,9 +114,12 @@ def test_pack_padding_moves_left_padding_to_the_right():
     assert packed_mask.tolist() == [[False, False, True, True], [False, False, False, True]]
 
 
-def test_sdpa_path_matches_explicit_math_in_bfloat16():
-    """The fused path (default on CUDA) against the exact path, forced here on CPU."""
-    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6).eval()
+@pytest.mark.parametrize("projection", ["linear", "mean_pool", "conv"])
+def test_sdpa_path_matches_explicit_math_in_bfloat16(projection):
+    """The fused path (default on CUDA) against the exact path, forced here on CPU; pooling and
+    convolution also exercise its mask of empty windows."""
+    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6,
+                                         projection=projection).eval()
     x = torch.randn(MAX_POS, 3, EMBED)
     mask = torch.zeros(3, MAX_POS, dtype=torch.bool)
     mask[1, 20:] = True

@@ -111,3 +111,25 @@ def test_checkpoint_loading_keeps_weights_only_safety(our_checkpoint, tmp_path):
     torch.save({"model": {}, "payload": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match="Weights only load failed"):
         checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "evil.pt"))
+
+
+def test_from_pretrained_finds_the_sentencepiece_model_and_encodes_text(tmp_path):
+    """The user's path: data_prep output + a pretraining run -> hub.encode("text") -> features."""
+    from model_factory import PLUGIN_DIR
+
+    corpus, prepared, save = tmp_path / "text", tmp_path / "prepared", tmp_path / "ckpt"
+    for module, args in (("data_prep.sample_corpus", ["--out", corpus]),
+                         ("data_prep.pretraining_corpus", ["--source", corpus, "--out", prepared, "--shards", 1,
+                                                           "--valid-docs", 8, "--vocab-size", 600])):
+        subprocess.run([sys.executable, "-m", module, *map(str, args)], check=True, capture_output=True,
+                       cwd=os.path.dirname(PLUGIN_DIR))
+    shard = prepared / "data-bin" / "shard0"
+    run("fairseq-train", shard, "--user-dir", PLUGIN_DIR, *TRAIN, "--arch", "linformer_roberta_tiny", "--compressed-dim", 8,
+        "--tokens-per-sample", 64, "--max-update", 2, "--save-dir", save, "--sample-break-mode", "complete_doc")
+    hub = LinformerModel.from_pretrained(str(save), checkpoint_file="checkpoint_last.pt", data_name_or_path=str(shard))
+    hub.eval()
+    tokens = hub.encode("Return the list of keyword arguments.")
+    assert tokens[0] == hub.task.source_dictionary.bos() and tokens[-1] == hub.task.source_dictionary.eos()
+    assert hub.task.source_dictionary.unk() not in tokens.tolist()
+    assert hub.decode(tokens) == "Return the list of keyword arguments."
+    assert hub.extract_features(tokens).shape == (1, len(tokens), hub.model.args.encoder_embed_dim)

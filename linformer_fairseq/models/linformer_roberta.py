@@ -46,7 +46,9 @@ class LinformerModel(RobertaModel):
         (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE)."""
         if bpe == "auto":
             bpe = None
-            for directory in (model_name_or_path, data_name_or_path, os.path.dirname(str(data_name_or_path))):
+            data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
+            # data_prep writes OUT/spm.model beside OUT/data-bin/shard0: look up to two levels above the data
+            for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
                 candidate = os.path.join(str(directory), "spm.model")
                 if os.path.isfile(candidate) and "sentencepiece_model" not in kwargs:
                     bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate

@@ -15,13 +15,13 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from fairseq.modules.quant_noise import quant_noise
 from torch import Tensor, nn
 
+from .multihead_projections import MultiheadProjections
 from .projections import LinearProjection, build_projection, pack_padding
 
 
-class MultiheadLinearAttention(nn.Module):
+class MultiheadLinearAttention(MultiheadProjections):
     def __init__(
         self,
         embed_dim: int,
@@ -38,23 +38,13 @@ class MultiheadLinearAttention(nn.Module):
         shared_projection: Optional[nn.Module] = None,
         freeze: bool = False,
     ):
-        super().__init__()
-        if embed_dim % num_heads:
-            raise ValueError(f"--encoder-embed-dim {embed_dim} is not divisible by --encoder-attention-heads {num_heads}")
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = embed_dim // num_heads
+        super().__init__(embed_dim, num_heads, dropout, bias, q_noise, qn_block_size)
         self.scaling = self.head_dim**-0.5
-        self.dropout = dropout
         self.max_positions = max_positions
         self.per_head = per_head
         self.shared_kv = shared_kv
         # None: fused scaled_dot_product_attention on CUDA, explicit softmax math elsewhere.
         self.use_sdpa: Optional[bool] = None
-
-        self.k_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.v_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.q_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.out_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
 
         groups = num_heads if per_head else 1
         channels = self.head_dim if per_head else embed_dim
@@ -67,19 +57,6 @@ class MultiheadLinearAttention(nn.Module):
         self.compress_k = shared_projection if shared_projection is not None else new_projection()
         if not shared_kv:
             self.compress_v = shared_projection if shared_projection is not None else new_projection()
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        # The reference's scaled initialisation, which fairseq found to converge better.
-        for proj in (self.k_proj, self.v_proj, self.q_proj):
-            nn.init.xavier_uniform_(proj.weight, gain=2**-0.5)
-        nn.init.xavier_uniform_(self.out_proj.weight)
-        if self.out_proj.bias is not None:
-            nn.init.constant_(self.out_proj.bias, 0.0)
-
-    def _heads(self, x: Tensor) -> Tensor:
-        """(L, B, C) -> (B, H, L, head_dim), a view."""
-        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).permute(1, 2, 0, 3)
 
     def _compress_headwise(self, x: Tensor, pad: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Compress the layer input (T, B, C) for K and V, then project: (B, H, k', head_dim) each."""
@@ -155,7 +132,7 @@ class MultiheadLinearAttention(nn.Module):
                 scores = scores.masked_fill(kv_mask.view(bsz, 1, 1, -1), float("-inf"))
             weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
             out = torch.matmul(F.dropout(weights.type_as(q), p=dropout, training=self.training), v)
-        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(seq_len, bsz, embed_dim))
+        out = self._merge_heads(out)
         if need_weights:
             weights = weights.transpose(0, 1)  # (H, B, T, k')
             if not need_head_weights:
