@@ -215,3 +215,19 @@ def test_a_k_mismatch_when_extending_is_named(data_dir):
     long, _ = build_model(data_dir, "--max-positions", 64, "--tokens-per-sample", 64, "--compressed", 4)
     with pytest.raises(ValueError, match=r"projects to k = 8 but the model was built with k = 16: pass --compressed-dim 8"):
         long.load_state_dict(short.state_dict())
+
+
+def test_version_1_checkpoint_with_an_untied_lm_head_loads_it_untied(data_dir):
+    """fairseq's reference upgrade: before version 2 the LM head could be untied from the input
+    embeddings; such a checkpoint gets an untied head holding its own weights."""
+    model, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 8)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["encoder.version"] = torch.tensor(1)
+    head = torch.randn_like(state["encoder.lm_head.weight"])
+    state["encoder.lm_head.weight"] = head
+    fresh, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 8)
+    fresh.load_state_dict(state)
+    lm_head, embed = fresh.encoder.lm_head.weight, fresh.encoder.sentence_encoder.embed_tokens.weight
+    assert lm_head is not embed
+    torch.testing.assert_close(lm_head, head)
+    torch.testing.assert_close(embed, state["encoder.sentence_encoder.embed_tokens.weight"])
