@@ -46,7 +46,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import types
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
@@ -62,6 +61,9 @@ from fairseq.modules import MultiheadAttention
 
 from linformer_fairseq.modules import MultiheadLinearAttention, ProjectionFreeAttention
 from linformer_fairseq.modules.projections import LinearProjection
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic_files import atomic_open, atomic_savefig, atomic_write_text  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_PATH = os.path.join(REPO_ROOT, "docs", "benchmarks.md")
@@ -226,7 +228,7 @@ def replace_generated_section(path: str, text: str, begin: str = FLOP_TABLE_BEGI
         raise ValueError(f"{path}: expected one line {begin!r} followed by one line {end!r} around the generated table")
     head, rest = content.split(begin)
     _, tail = rest.split(end)
-    _write_atomically(path, head + begin + "\n" + text.strip("\n") + "\n" + end + tail)
+    atomic_write_text(path, head + begin + "\n" + text.strip("\n") + "\n" + end + tail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,12 +344,10 @@ CSV_FIELDS = ["method", "mode", "n", "k", "batch", "embed_dim", "heads", "device
 
 
 def write_csv(path: str, rows: List[dict]) -> None:
-    def render(f):
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-
-    _write_atomically(path, render)
 
 
 def _ratio(baseline: Optional[dict], row: Optional[dict], field: str) -> str:
@@ -431,27 +431,15 @@ def plot_time_vs_n(rows: List[dict], path: str, plot_k: int) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
-    plt.close(fig)
+    try:
+        atomic_savefig(fig, path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------
 # Plumbing
 # --------------------------------------------------------------------------------------------
-
-def _write_atomically(path: str, content, binary: bool = False) -> None:
-    """Write ``content`` (a string, or a function of the open file) to a temp file, then rename it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else dict(encoding="utf-8", newline=""))) as f:
-            content(f) if callable(content) else f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
 
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -563,7 +551,7 @@ def main(argv=None) -> None:
 
     tables = markdown_tables(rows, args.baselines)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    _write_atomically(os.path.join(args.out, "attention_benchmark.md"),
+    atomic_write_text(os.path.join(args.out, "attention_benchmark.md"),
                       f"# Attention benchmark ({stamp}, torch {torch.__version__})\n\n{tables}\n")
     plot_time_vs_n(rows, os.path.join(args.out, "attention_time_vs_n.png"),
                    args.plot_k if args.plot_k is not None else min(args.ks))

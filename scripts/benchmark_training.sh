@@ -198,11 +198,14 @@ sys.exit(child.returncode)' "$run/train.log" "$run/peak_rss_kb" \
 done
 
 # Table: one row per (n, method) from the logs.
-"$python" - "$out" "$precision" "$tokens" "$k" "$ns" "$methods" <<'EOF'
-import csv, datetime, json, os, re, statistics, sys, tempfile
+"$python" - "$root/scripts" "$out" "$precision" "$tokens" "$k" "$ns" "$methods" <<'EOF'
+import csv, datetime, json, os, re, statistics, sys
 
-out, precision, tokens, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-ns, methods = [int(n) for n in sys.argv[5].split()], sys.argv[6].split()
+sys.path.insert(0, sys.argv[1])
+from atomic_files import atomic_open, atomic_write_text
+
+out, precision, tokens, k = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+ns, methods = [int(n) for n in sys.argv[6].split()], sys.argv[7].split()
 
 
 def summarize(run):
@@ -238,19 +241,6 @@ for n in ns:
 fields = ["method", "n", "k", "batch", "precision", "status", "wps", "peak_gpu_gb", "peak_rss_gb", "updates"]
 
 
-def write_atomically(path, render):
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-")
-    with os.fdopen(fd, "w", newline="") as f:
-        render(f)
-    os.replace(tmp, path)
-
-
-def write_csv(f):
-    writer = csv.DictWriter(f, fieldnames=fields, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-
-
 index = {(r["method"], r["n"]): r for r in rows}
 
 
@@ -271,8 +261,11 @@ for n in ns:
         a, b = index[("linformer", n)], index[("roberta", n)]
         cells.append(f"{a['wps'] / b['wps']:.2f}x" if a["status"] == b["status"] == "ok" else "-")
     lines.append(f"| {n} | " + " | ".join(cells) + " |")
-write_atomically(os.path.join(out, "training_benchmark.csv"), write_csv)
-write_atomically(os.path.join(out, "training_benchmark.md"), lambda f: f.write("\n".join(lines) + "\n"))
+with atomic_open(os.path.join(out, "training_benchmark.csv")) as f:
+    writer = csv.DictWriter(f, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+atomic_write_text(os.path.join(out, "training_benchmark.md"), "\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
 echo "[benchmark] wrote $out/training_benchmark.csv and $out/training_benchmark.md" >&2

@@ -25,11 +25,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic_files import atomic_write_text  # noqa: E402
 from plot_curves import find_run_dirs, plot_curves  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,7 +245,7 @@ def write_csv(rows: List[Row], path: str):
             line += [_fmt(cell.best, 4), _fmt(cell.median, 4), cell.seeds or "", cell.runs, cell.incomplete,
                      row.paper.get(column, ""), _fmt(diff, 4)]
         writer.writerow(line)
-    _write_atomically(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _ours(cell: Optional[Cell], median: bool) -> str:
@@ -303,19 +303,7 @@ def write_markdown(rows: List[Row], runs: List[Run], variants: Dict[str, Variant
             out.append(f"| `{run.run_dir}` | {r['task']} | `{r.get('arch')}` | {r.get('max_positions')} | "
                        f"{r.get('k') or '—'} | {r.get('lr')} | {r.get('batch_size')} | {r.get('best_checkpoint_updates')} | "
                        f"{r.get('seed')} | {_fmt(run.accuracy)} |")
-    _write_atomically(path, "\n".join(out) + "\n")
-
-
-def _write_atomically(path: str, text: str):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 def collect(runs_dir: str, out_dir: Optional[str] = None, paper_file: Optional[str] = None) -> List[Row]:

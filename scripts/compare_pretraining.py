@@ -17,11 +17,11 @@ import io
 import os
 import statistics
 import sys
-import tempfile
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic_files import atomic_savefig, atomic_write_text  # noqa: E402
 from plot_curves import read_curves  # noqa: E402
 
 import matplotlib  # noqa: E402
@@ -81,13 +81,6 @@ def summarize(save_dir, label):
     return row, {"train loss": train.get("loss", []), "valid loss": valid.get("loss", []), "valid perplexity": valid.get("ppl", [])}
 
 
-def atomic_write(path, data, mode="w"):
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    with os.fdopen(handle, mode) as f:
-        f.write(data)
-    os.replace(temporary, path)
-
-
 def markdown(rows):
     fmt = {"valid_loss": "{:.3f}", "valid_ppl": "{:.2f}", "valid_accuracy": "{:.1f}", "words_per_s": "{:,.0f}",
            "parameters": "{:,}"}
@@ -112,11 +105,10 @@ def plot(curves_by_run, out_png):
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(out_png) or ".", suffix=".png")
-    os.close(handle)
-    fig.savefig(temporary, dpi=110)
-    plt.close(fig)
-    os.replace(temporary, out_png)
+    try:
+        atomic_savefig(fig, out_png, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):
@@ -132,12 +124,12 @@ def main(argv=None):
         rows.append(row)
         curves[row["model"]] = run_curves
     table = markdown(rows)
-    atomic_write(os.path.join(args.out, "pretraining.md"), table)
+    atomic_write_text(os.path.join(args.out, "pretraining.md"), table)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(os.path.join(args.out, "pretraining.csv"), buffer.getvalue())
+    atomic_write_text(os.path.join(args.out, "pretraining.csv"), buffer.getvalue())
     plot(curves, os.path.join(args.out, "pretraining_curves.png"))
     print(table)
 

@@ -12,10 +12,8 @@ built exactly as in training (init token, separator, truncation).
 """
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 
 import torch
 from tqdm import tqdm
@@ -24,6 +22,9 @@ import linformer_fairseq  # noqa: F401  (registers linformer_roberta; loads chec
 from fairseq import checkpoint_utils, utils
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import overwrite_args_by_name
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic_files import atomic_write_json  # noqa: E402
 
 DEFAULT_HEAD = "sentence_classification_head"
 
@@ -143,20 +144,6 @@ def evaluate(checkpoint, data_dir, split="valid", batch_size=32, cpu=False):
     }
 
 
-def write_json_atomically(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="fine-tuned checkpoint (e.g. RUN_DIR/checkpoints/checkpoint_best.pt)")
@@ -170,7 +157,7 @@ def main(argv=None):
         result = evaluate(args.checkpoint, args.data_dir, args.split, args.batch_size, args.cpu)
     except EvaluationError as error:
         sys.exit(f"evaluate.py: {error}")
-    write_json_atomically(args.out, result)
+    atomic_write_json(args.out, result, indent=1)
     print(f"{args.split}: accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']}) -> {args.out}")
 
 

@@ -12,13 +12,15 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on clusters
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from atomic_files import atomic_savefig  # noqa: E402
 
 METRICS = ("accuracy", "loss")
 
@@ -96,16 +98,8 @@ def plot_curves(run_dirs, out_png, label=default_label, metrics=METRICS):
             ax.grid(alpha=0.3)
         axes[row][0].legend(fontsize="x-small")
     figure.tight_layout()
-    directory = os.path.dirname(os.path.abspath(out_png))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".curves.", suffix=".png")
-    os.close(fd)
     try:
-        figure.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, out_png)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        atomic_savefig(figure, out_png, format="png", dpi=110)
     finally:
         plt.close(figure)
     return sum(len(runs) for runs in by_task.values())

@@ -98,10 +98,13 @@ fi
 # fairseq resumes from checkpoint_last.pt, a plain copy of checkpoint_E_U.pt that it makes after
 # saving that; a kill during the copy leaves it truncated (no zip directory at its end) and every
 # restart would fail to load it. Put the newest intact checkpoint in its place (atomically).
-"$python" - "$save_dir" <<'EOF' || exit 2
-import glob, os, shutil, sys, tempfile, zipfile
+"$python" - "$root/scripts" "$save_dir" <<'EOF' || exit 2
+import glob, os, shutil, sys, zipfile
 
-save_dir = sys.argv[1]
+sys.path.insert(0, sys.argv[1])
+from atomic_files import atomic_open
+
+save_dir = sys.argv[2]
 last = os.path.join(save_dir, "checkpoint_last.pt")
 if os.path.exists(last) and not zipfile.is_zipfile(last):
     saved = [p for p in glob.glob(os.path.join(save_dir, "checkpoint*.pt"))
@@ -109,10 +112,8 @@ if os.path.exists(last) and not zipfile.is_zipfile(last):
     if not saved:
         sys.exit(f"pretrain.sh: {last} is truncated and no intact checkpoint*.pt is left; move it away to start over")
     newest = max(saved, key=os.path.getmtime)
-    handle, temporary = tempfile.mkstemp(dir=save_dir, suffix=".tmp")
-    os.close(handle)
-    shutil.copyfile(newest, temporary)
-    os.replace(temporary, last)
+    with open(newest, "rb") as source, atomic_open(last, "wb") as destination:
+        shutil.copyfileobj(source, destination)
     print(f"pretrain.sh: {last} was truncated (killed while being copied); replaced by {newest}", file=sys.stderr)
 EOF
 

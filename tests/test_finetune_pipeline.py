@@ -303,3 +303,27 @@ def test_two_processes_share_the_batch(pretrained, task_data, tmp_path):
     assert "CPU data parallel: 2 torchrun workers" in (run_dir / "train.log").read_text()
     composed = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "batch_size: 4" in composed and "distributed_world_size: 2" in composed
+
+
+def test_checkpoint_pretrained_at_512_fine_tunes_at_1024(pretrained, tmp_path):
+    """The paper's setting: pretrained at n=512, fine-tuned on IMDB at n=1024 (positions and E/F
+    extended when the checkpoint is loaded, k kept)."""
+    tokenizer_dir, _ = pretrained
+    data = (tokenizer_dir / "data-bin" / "DATA_PATH").read_text().strip()
+    run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm",
+        "--arch", "linformer_roberta_tiny", "--tokens-per-sample", 512, "--compressed-dim", 128, "--batch-size", 4,
+        "--max-update", 2, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
+        "--save-dir", tmp_path / "n512", "--no-epoch-checkpoints", "--num-workers", 0)
+    sources = write_task_sources(tmp_path / "sources")
+    subprocess.run([sys.executable, "-m", "data_prep.finetune_data", "--task", "imdb", "--source", sources["imdb"],
+                    "--tokenizer-dir", tokenizer_dir, "--out", tmp_path / "imdb", "--max-positions", "1024",
+                    "--imdb-dev-fraction", "0.2", "--workers", "1"], cwd=REPO, check=True, capture_output=True, env=_env())
+    run_dir = tmp_path / "n1024"
+    finetune("imdb", tmp_path / "n512" / "checkpoint_last.pt", tmp_path / "imdb", run_dir, "model.max_positions=1024",
+             CONFIG="tiny")
+    record = _json(run_dir / "run.json")
+    assert record["status"] == "finished"
+    assert (record["max_positions"], record["pretrained_max_positions"], record["k"]) == (1024, 512, 128)
+    weights = torch.load(run_dir / "checkpoints" / "checkpoint_best.pt", map_location="cpu")["model"]
+    assert [v for k, v in weights.items() if k.endswith("embed_positions.weight")][0].size(0) == 1024 + 2
+    assert all(v.shape[-2:] == (128, 1024) for k, v in weights.items() if "compress" in k and k.endswith("weight"))
