@@ -48,7 +48,7 @@ PARAMETER_DUMPING_TRAIN = textwrap.dedent('''
 def _train_args(data, user_dir, save_dir, max_update):
     # SGD (its update is proportional to the gradient, unlike Adam's first step), no dropout (each
     # worker would draw different masks than the single process), masking is seeded per sample.
-    return [data, "--user-dir", user_dir, "--task", "masked_lm", "--arch", "linformer_roberta_tiny",
+    return [data, "--user-dir", user_dir, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "linformer_roberta_tiny",
             "--tokens-per-sample", "32", "--compressed-dim", "8", "--batch-size", "4",
             "--optimizer", "sgd", "--lr", "1.0", "--lr-scheduler", "fixed", "--max-update", str(max_update),
             "--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0",

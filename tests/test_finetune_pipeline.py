@@ -95,7 +95,7 @@ def pretrained(tmp_path_factory):
                     "--out", root / "prep", "--shards", "1", "--valid-docs", "5", "--vocab-size", "400",
                     "--workers", "1"], cwd=REPO, check=True, capture_output=True)
     data = (root / "prep" / "data-bin" / "DATA_PATH").read_text().strip()
-    run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm",
+    run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm", "--criterion", "masked_lm",
         "--arch", "linformer_roberta_tiny", "--tokens-per-sample", N, "--compressed-dim", K, "--batch-size", 8,
         "--max-update", 10, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
         "--save-dir", root / "save", "--no-epoch-checkpoints", "--num-workers", 0, "--log-interval", 5)
@@ -310,7 +310,7 @@ def test_checkpoint_pretrained_at_512_fine_tunes_at_1024(pretrained, tmp_path):
     extended when the checkpoint is loaded, k kept)."""
     tokenizer_dir, _ = pretrained
     data = (tokenizer_dir / "data-bin" / "DATA_PATH").read_text().strip()
-    run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm",
+    run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm", "--criterion", "masked_lm",
         "--arch", "linformer_roberta_tiny", "--tokens-per-sample", 512, "--compressed-dim", 128, "--batch-size", 4,
         "--max-update", 2, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
         "--save-dir", tmp_path / "n512", "--no-epoch-checkpoints", "--num-workers", 0)

@@ -20,7 +20,7 @@ from reference_linformer import REFERENCE_DIR
 
 pytestmark = pytest.mark.slow
 
-TRAIN = ["--task", "masked_lm", "--arch", "linformer_roberta", "--encoder-layers", 2, "--encoder-embed-dim", 32,
+TRAIN = ["--task", "masked_lm", "--criterion", "masked_lm", "--arch", "linformer_roberta", "--encoder-layers", 2, "--encoder-embed-dim", 32,
          "--encoder-ffn-embed-dim", 64, "--encoder-attention-heads", 4, "--tokens-per-sample", 32,
          "--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
          "--log-interval", 1, "--no-epoch-checkpoints", "--num-workers", 0, "--seed", 3]

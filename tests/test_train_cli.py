@@ -13,7 +13,7 @@ from model_factory import PLUGIN_DIR
 
 pytestmark = pytest.mark.slow
 
-COMMON = ["--user-dir", PLUGIN_DIR, "--task", "masked_lm", "--arch", "linformer_roberta_tiny", "--tokens-per-sample", 32,
+COMMON = ["--user-dir", PLUGIN_DIR, "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "linformer_roberta_tiny", "--tokens-per-sample", 32,
           "--batch-size", 16, "--optimizer", "adam", "--lr", "3e-3", "--lr-scheduler", "fixed", "--cpu",
           "--log-interval", 1, "--no-epoch-checkpoints", "--num-workers", 0, "--seed", 1]
 
