@@ -22,17 +22,15 @@ from torch import Tensor, nn
 def pack_padding(x: Tensor, padding_mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     """Zero padded positions of ``x`` (``T, B, C``, fairseq's layout) and move real tokens first.
 
-    Returns the packed tensor and the packed ``(B, T)`` padding mask (pads now form a suffix),
-    or the inputs unchanged when there is no padding. Right padding, fairseq's default for
-    RoBERTa, needs no reordering; left padding is reordered with one stable sort.
+    Returns the packed tensor and the packed ``(B, T)`` padding mask (pads now form a suffix).
+    One stable sort per batch handles right, left or any padding alike and, unlike testing which
+    kind it is, never waits for the GPU (fairseq's encoder passes a mask only when there are pads).
     """
-    if padding_mask is None or not padding_mask.any():
+    if padding_mask is None:
         return x, None
-    pad = padding_mask.to(torch.bool)
-    if bool((pad[:, :-1] & ~pad[:, 1:]).any()):  # a pad before a real token: not right-padded
-        order = torch.sort(pad.to(torch.int8), dim=1, stable=True).indices  # (B, T)
-        pad = torch.gather(pad, 1, order)
-        x = torch.gather(x, 0, order.t().unsqueeze(-1).expand_as(x))
+    order = torch.sort(padding_mask.to(torch.int8), dim=1, stable=True).indices  # (B, T)
+    pad = torch.gather(padding_mask.to(torch.bool), 1, order)
+    x = torch.gather(x, 0, order.t().unsqueeze(-1).expand_as(x))
     return x.masked_fill(pad.t().unsqueeze(-1), 0.0), pad
 
 
