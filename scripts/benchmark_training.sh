@@ -51,14 +51,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ -n "${VENV:-}" ]; then
-  python=$VENV/bin/python
-elif [ -x "$root/.venv/bin/python" ]; then
-  python=$root/.venv/bin/python
-else
-  python=$(command -v python3 || command -v python) || die "no python on PATH; set VENV"
-fi
-[ -x "$python" ] || die "no python at $python (VENV=${VENV:-})"
+source "$root/scripts/find_python.sh"
 
 if [ "$small" = 1 ]; then
   ns=${ns:-"64 128"} k=${k:-16} tokens=${tokens:-1024} updates=${updates:-8}

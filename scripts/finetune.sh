@@ -49,9 +49,7 @@ config=${CONFIG:-$task}
 config_dir=$root/configs/finetuning
 [ -f "$config_dir/$config.yaml" ] || die "no config $config_dir/$config.yaml (CONFIG=$config)"
 
-if [ -n "${VENV:-}" ]; then python=$VENV/bin/python
-elif [ -x "$root/.venv/bin/python" ]; then python=$root/.venv/bin/python
-else python=python3; fi
+source "$root/scripts/find_python.sh"
 
 checkpoint=$(realpath "$checkpoint")
 DATA_DIR=$(realpath "$DATA_DIR")

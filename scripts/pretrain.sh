@@ -86,14 +86,7 @@ save_dir=$(cd "$save_dir" && pwd)
 log=$save_dir/train.log
 say() { echo "pretrain.sh: $*" | tee -a "$log" >&2; }
 
-if [ -n "${VENV:-}" ]; then
-  python=$VENV/bin/python
-elif [ -x "$root/.venv/bin/python" ]; then
-  python=$root/.venv/bin/python
-else
-  python=$(command -v python3 || command -v python) || die "no python on PATH; set VENV"
-fi
-[ -x "$python" ] || die "no python at $python (VENV=${VENV:-})"
+source "$root/scripts/find_python.sh"
 
 # fairseq resumes from checkpoint_last.pt, a plain copy of checkpoint_E_U.pt that it makes after
 # saving that; a kill during the copy leaves it truncated (no zip directory at its end) and every
