@@ -220,6 +220,31 @@ def flop_table(ns: Sequence[int] = FLOP_NS, ks: Sequence[int] = FLOP_KS, progres
     return "\n".join([note, "", header, rule] + rows)
 
 
+def plot_flops_vs_n(path: str, ns: Sequence[int] = tuple(2**i for i in range(9, 17)), ks: Sequence[int] = FLOP_KS) -> None:
+    """FLOPs of one layer against n, log-log: standard attention's quadratic bend against the
+    straight lines of Linformer (per k) and of the projection-free variant. Meta device: instant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {"standard attention (fairseq MultiheadAttention)": ("standard", None)}
+    curves.update({f"Linformer, k = {k}": ("linear (headwise)", k) for k in ks})
+    curves["projection-free (no k)"] = ("projection_free", None)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, (name, k) in curves.items():
+        points = [(n, subject_flops(name, n, k or FLOP_KS[0])) for n in ns if k is None or k < n]
+        ax.loglog([n for n, _ in points], [f for _, f in points], marker="o", label=label)
+    ax.set_xlabel("sequence length n")
+    ax.set_ylabel("FLOPs, one layer forward (d = 768, 12 heads)")
+    ax.set_title("Attention cost against sequence length")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    atomic_savefig(fig, path, format="png", dpi=120)
+    plt.close(fig)
+
+
 def replace_generated_section(path: str, text: str, begin: str = FLOP_TABLE_BEGIN, end: str = FLOP_TABLE_END) -> None:
     """Replace what lies between the ``begin`` and ``end`` marker lines of ``path``, atomically."""
     with open(path, encoding="utf-8") as f:
@@ -529,6 +554,7 @@ def main(argv=None) -> None:
     if args.flops:
         table = flop_table(progress=not args.no_progress)
         replace_generated_section(args.docs, table)
+        plot_flops_vs_n(os.path.join(os.path.dirname(os.path.abspath(args.docs)), "flops_vs_n.png"))
         print(table)
         print(f"wrote the FLOP table into {args.docs}", file=sys.stderr)
         return
