@@ -64,7 +64,7 @@ DEFAULT_VOCAB_SIZE = 32000
 # validation with "Size of sample is invalid". So an encoded line may have at most
 # tokens_per_sample - 2 tokens. Cutting a long sentence only adds a place where a block may end
 # (and one </s>); 62 fits --tokens-per-sample 64 and every larger setting.
-DEFAULT_MAX_LINE_TOKENS = 62
+DEFAULT_MAX_LINE_TOKENS = 510  # n = 512 minus <s> and </s>; pass tokens-per-sample - 2 for smaller models
 GPT2_INPUT_FILES = ("encoder.json", "vocab.bpe", "dict.txt")
 
 

@@ -39,7 +39,7 @@ TORCHRUN_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
 
 def runs_on_cpu(cfg) -> bool:
     """Whether fairseq's trainer will put this run on CPU (its own rule, ``Trainer.__init__``)."""
-    return bool(cfg.common.cpu) or not torch.cuda.is_available()
+    return (bool(cfg.common.cpu) or not torch.cuda.is_available()) and not getattr(cfg.common, "tpu", False)
 
 
 def _slurm_step_hostnames(node_list: str):
@@ -81,8 +81,11 @@ def infer_cpu_init_method(cfg) -> None:
     if dist.distributed_init_method is not None:
         return  # the user wired it up by hand
     launched = launcher_world(dist)
+    # fairseq's default world size is the GPU count (at least 1), even with --cpu: that value means
+    # "not given" here. An explicit different value is a mistake that would hang the rendezvous.
+    default_world = max(1, torch.cuda.device_count())
     if launched is None:
-        if dist.distributed_world_size > 1:
+        if dist.distributed_world_size > default_world:
             raise ValueError(
                 f"--distributed-world-size {dist.distributed_world_size} on CPU: fairseq can only spawn "
                 "one worker per GPU. Start one process per worker instead, e.g. "
@@ -90,9 +93,7 @@ def infer_cpu_init_method(cfg) -> None:
                 "or `srun --ntasks-per-node N fairseq-train --cpu ...`")
         return
     init_method, world_size, rank, launcher = launched
-    # The CPU default world size is 1 (fairseq's default counts GPUs), so 1 means "not given": take
-    # the launcher's. An explicit different value is a mistake that would hang the rendezvous.
-    if dist.distributed_world_size not in (1, world_size):
+    if dist.distributed_world_size not in (default_world, world_size):
         raise ValueError(f"--distributed-world-size {dist.distributed_world_size} does not match the "
                          f"{world_size} processes {launcher} started; drop the flag or make them agree")
     if world_size == 1:

@@ -55,6 +55,9 @@ class Variant:
     projection: str = ""
     attention: str = ""
     arch: str = ""
+    # which pretraining the runs fine-tuned: runs of two pretrainings (or of one checkpoint at a
+    # longer n than it was pretrained at) are different models and never share a row's best
+    pretrained: str = ""
 
     def paper_key(self):
         if self.model == "Linformer" and (self.projection, self.attention) != ("linear", "linformer"):
@@ -65,7 +68,8 @@ class Variant:
         model = MODEL_ORDER.index(self.model) if self.model in MODEL_ORDER else len(MODEL_ORDER)
         k = int(self.k) if self.k.isdigit() else 1 << 30
         sharing = SHARING_ORDER.index(self.sharing) if self.sharing in SHARING_ORDER else len(SHARING_ORDER)
-        return (self.n, model, self.model, k, self.k, sharing, self.sharing, self.projection, self.attention, self.arch)
+        return (self.n, model, self.model, k, self.k, sharing, self.sharing, self.projection, self.attention, self.arch,
+                self.pretrained)
 
 
 @dataclass
@@ -105,8 +109,9 @@ def variant_of(record: dict, source: str) -> Variant:
         arch = record["arch"]
     except (KeyError, TypeError, ValueError) as error:
         raise ResultsError(f"{source}: no usable model description ({error!r}); was it written by scripts/finetune.sh?")
+    pretrained = pretraining_of(record, n)
     if record["model"] != "linformer_roberta":
-        return Variant(n, model, arch=arch)
+        return Variant(n, model, arch=arch, pretrained=pretrained)
     if record.get("attention_variant") == "projection_free":
         k = "-"
     else:
@@ -118,7 +123,17 @@ def variant_of(record: dict, source: str) -> Variant:
     else:
         sharing = "none (per head)" if record.get("compressed_per_head") else "headwise"
     return Variant(n, model, k, sharing, record.get("projection", "linear"),
-                   record.get("attention_variant", "linformer"), arch)
+                   record.get("attention_variant", "linformer"), arch, pretrained)
+
+
+def pretraining_of(record: dict, n: int) -> str:
+    """The pretraining run's name (its checkpoint's directory), and its n when fine-tuned longer."""
+    checkpoint = record.get("pretrained_checkpoint") or ""
+    name = os.path.basename(os.path.dirname(os.path.abspath(checkpoint))) if checkpoint else ""
+    pretrained_n = record.get("pretrained_max_positions")
+    if pretrained_n and int(pretrained_n) != n:
+        name = f"{name} (pretrained n={pretrained_n})".strip()
+    return name
 
 
 def read_run(run_dir: str) -> Run:
@@ -230,7 +245,7 @@ COLUMNS = (*TASKS, "average")
 
 
 def write_csv(rows: List[Row], path: str):
-    header = ["n", "model", "k", "sharing", "projection", "attention", "arch", "paper_label"]
+    header = ["n", "model", "k", "sharing", "projection", "attention", "arch", "pretrained", "paper_label"]
     for column in COLUMNS:
         header += [f"{column}_{part}" for part in ("best", "median", "seeds", "runs", "incomplete", "paper", "diff")]
     buffer = io.StringIO()
@@ -238,7 +253,7 @@ def write_csv(rows: List[Row], path: str):
     writer.writerow(header)
     for row in rows:
         v = row.variant
-        line = [v.n, v.model, v.k, v.sharing, v.projection, v.attention, v.arch, row.paper_label]
+        line = [v.n, v.model, v.k, v.sharing, v.projection, v.attention, v.arch, v.pretrained, row.paper_label]
         for column in COLUMNS:
             cell = row.cells.get(column, Cell())
             diff = _diff(row, column)
@@ -272,7 +287,8 @@ def write_markdown(rows: List[Row], runs: List[Run], variants: Dict[str, Variant
         extra = ", ".join(x for x in (v.projection if v.projection not in ("", "linear") else "",
                                       v.attention if v.attention not in ("", "linformer") else "") if x)
         model = v.model + (f" ({extra})" if extra else "")
-        label = [str(v.n), model, v.k or "—", v.sharing or "—", f"`{v.arch}`" if v.arch else "—"]
+        arch = f"`{v.arch}`" + (f" from {v.pretrained}" if v.pretrained else "") if v.arch else "—"
+        label = [str(v.n), model, v.k or "—", v.sharing or "—", arch]
         blank = [""] * len(label)
         if row.cells:
             lines = [("ours: best", [_ours(row.cells.get(c), median=False) for c in COLUMNS]),

@@ -74,8 +74,9 @@ if [ "${CPU:-0}" = 1 ]; then
   nproc=${NPROC_PER_NODE:-1}
   precision=${PRECISION:-fp32}
 else
-  gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
-  [ "$gpus" -gt 0 ] || die "no GPU found (nvidia-smi -L): set CPU=1 to fine-tune on CPU"
+  # the GPUs this process may use (CUDA_VISIBLE_DEVICES, Slurm's binding), as fairseq will see them
+  gpus=$("$python" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
+  [ "$gpus" -gt 0 ] || die "no GPU found (torch.cuda.device_count() is 0): set CPU=1 to fine-tune on CPU"
   nproc=${NPROC_PER_NODE:-$gpus}
   precision=${PRECISION:-fp16}
 fi

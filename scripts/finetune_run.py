@@ -126,6 +126,15 @@ def prepare(task, checkpoint, data_dir, run_dir, config_file, nproc, cpu, precis
     if n_model is not None and n_task is not None and n_model != n_task:
         sys.exit(f"finetune.sh: model.max_positions={n_model} and task.max_positions={n_task} differ; give one")
     n = n_model or n_task or pre.max_positions
+    prepared_for = meta.get("max_positions")
+    if prepared_for is not None and prepared_for > n:
+        sys.exit(f"finetune.sh: {meta_file}: the data was prepared for --max-positions {prepared_for} but the "
+                 f"model takes {n} tokens; prepare it again with --max-positions {n}, or fine-tune with "
+                 f"model.max_positions={prepared_for}")
+    if prepared_for is not None and prepared_for < n:
+        print(f"finetune.sh: warning: {meta_file}: the data was truncated for --max-positions {prepared_for}, "
+              f"shorter than the model's {n}: prepare it with --max-positions {n} to use the longer inputs",
+              file=sys.stderr)
 
     ours = {"model._name": getattr(pre, "arch", None) or pre._name}
     for key in ARCH_KEYS:

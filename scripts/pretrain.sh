@@ -144,7 +144,7 @@ def batch(selected):
 
 size, freq = batch([o for o in overrides if not o.lstrip("+").startswith("dataset.batch_size=")])
 print(size * freq, batch(overrides)[0], torch.cuda.device_count(),
-      int(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
+      int(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)))
 EOF
 ) || exit 2
 read -r config_total batch_size gpus bf16_ok <<< "$probe"

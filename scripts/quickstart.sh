@@ -70,7 +70,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 stage corpus "a real-text corpus from Python's bundled documentation, a SentencePiece model learned on it, binarized" \
   bash -c "cd '$root' && '$python' -m data_prep.sample_corpus --out '$out/corpus_text' \
-    && '$python' -m data_prep.pretraining_corpus --source '$out/corpus_text' --out '$out/corpus' --shards 1 --valid-docs 12 --vocab-size 2000"
+    && '$python' -m data_prep.pretraining_corpus --source '$out/corpus_text' --out '$out/corpus' --shards 1 --valid-docs 12 --vocab-size 2000 --max-line-tokens 126"
 
 data=$out/corpus/data-bin/DATA_PATH
 pretrain_overrides=("optimization.max_update=$pretrain_updates" "checkpoint.save_interval_updates=$((pretrain_updates / 2 > 1 ? pretrain_updates / 2 : 1))"
@@ -82,7 +82,7 @@ stage pretrain_roberta "the same for roberta_small (fairseq's full attention, sa
 
 stage finetune_data "the SST-2-format sample (sample_data/SST-2) encoded with the corpus's SentencePiece model" \
   bash -c "cd '$root' && '$python' -m data_prep.finetune_data --task sst2 --source '$root/sample_data/SST-2' \
-    --tokenizer-dir '$out/corpus' --out '$out/sst2'"
+    --tokenizer-dir '$out/corpus' --out '$out/sst2' --max-positions 128"
 
 run_dir=$out/runs/linformer_small/sst2/seed1_lr1e-04
 stage finetune "fine-tuning the pretrained Linformer on the sample, $finetune_updates updates, then evaluation" \

@@ -312,6 +312,7 @@ def test_checkpoint_pretrained_at_512_fine_tunes_at_1024(pretrained, tmp_path):
     data = (tokenizer_dir / "data-bin" / "DATA_PATH").read_text().strip()
     run("fairseq-train", data, "--user-dir", os.path.join(REPO, "linformer_fairseq"), "--task", "masked_lm", "--criterion", "masked_lm",
         "--arch", "linformer_roberta_tiny", "--tokens-per-sample", 512, "--compressed-dim", 128, "--batch-size", 4,
+        "--required-batch-size-multiple", 1,
         "--max-update", 2, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
         "--save-dir", tmp_path / "n512", "--no-epoch-checkpoints", "--num-workers", 0)
     sources = write_task_sources(tmp_path / "sources")

@@ -260,3 +260,20 @@ def test_forward_reports_correct_predictions_and_accuracy_is_their_share(spm_sha
         values = aggregator.get_smoothed_values()
     assert values["accuracy"] == pytest.approx(100.0 * expected / (2 * len(masked_targets)), abs=0.01)
     assert "loss" in values
+
+
+@pytest.mark.parametrize("layout", ["cuda_flat", "cpu_batched"])
+def test_accuracy_of_a_batch_without_masked_tokens_is_zero_correct(layout):
+    """With no masked token, fairseq's MaskedLmLoss projects every token: on CUDA as
+    (batch * length, V), on CPU/TPU as (batch, length, V). Counting must work for both."""
+    from linformer_fairseq.criterions.masked_lm_with_accuracy import MaskedLmWithAccuracyLoss
+
+    criterion = MaskedLmWithAccuracyLoss.__new__(MaskedLmWithAccuracyLoss)
+    criterion.padding_idx = 1
+    target = torch.full((2, 5), 1)  # all padding: nothing masked
+    logits = torch.randn(10, 7) if layout == "cuda_flat" else torch.randn(2, 5, 7)
+    assert int(criterion.count_correct(logits, target)) == 0
+    target[0, 2] = 4  # one masked token, projected alone
+    logits = torch.zeros(1, 7)
+    logits[0, 4] = 1.0
+    assert int(criterion.count_correct(logits, target)) == 1

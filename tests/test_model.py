@@ -103,17 +103,32 @@ def test_non_uniform_k_per_layer(data_dir):
     (["--compressed", 4, "--compressed-dim", 10], r"--compressed 4 means k = 12 at --max-positions 48, which contradicts --compressed-dim"),
     (["--attention-variant", "projection_free", "--compressed-dim", 8], r"--compressed-dim 8 contradicts --attention-variant projection_free"),
     (["--compressed-dims", "abc,1"], r"--compressed-dims 'abc,1': expected comma-separated integers"),
+    (["--compressed", 0, "--compressed-dim", 8], r"--compressed 0 must be a positive divisor of --max-positions 48"),
+    (["--compressed", 5, "--compressed-dim", 9], r"--compressed 5 must be a positive divisor of --max-positions 48"),
+    (["--attention-variant", "projection_free", "--projection", "mean_pool"], r"--projection mean_pool contradicts --attention-variant projection_free"),
+    (["--attention-variant", "projection_free", "--shared-kv-compressed", 1], r"--shared-kv-compressed 1 contradicts --attention-variant projection_free"),
+    (["--compressed-dim", 8, "--compressed-per-head", 1, "--quant-noise-pq", 0.1], r"--compressed-per-head 1 with --quant-noise-pq 0.1 is not supported"),
+    (["--encoder-layers", 2, "--compressed-dims", "8,4", "--encoder-layers-to-keep", "0"], r"--compressed-dims 8,4 with --encoder-layers-to-keep 0 is not supported"),
 ])
 def test_contradictory_or_out_of_range_options_are_named(data_dir, flags, message):
     with pytest.raises(ValueError, match=message):
         build_model(data_dir, *MAXPOS, *flags)
 
 
-def test_sequence_longer_than_max_positions_is_an_error(data_dir):
-    model, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 8)
+@pytest.mark.parametrize("flags", [["--compressed-dim", 8], ["--attention-variant", "projection_free"]])
+def test_sequence_longer_than_max_positions_is_an_error(data_dir, flags):
+    model, _ = build_model(data_dir, *MAXPOS, *flags)
     tokens, _ = tokens_for(model.encoder.dictionary, [49])
     with pytest.raises(ValueError, match=r"input of 49 tokens is longer than --max-positions 48"):
         model(tokens)
+
+
+def test_projections_start_as_the_references(data_dir):
+    """fairseq's reference E/F are nn.Linear, re-drawn from N(0, 0.02) by init_bert_params."""
+    model, _ = build_model(data_dir, "--max-positions", 512, "--tokens-per-sample", 512, "--compressed-dim", 128,
+                           "--shared-layer-kv-compressed", 1)
+    weight = model.encoder.sentence_encoder.compress_layer.weight
+    assert abs(weight.mean().item()) < 1e-3 and abs(weight.std().item() - 0.02) < 1e-3
 
 
 PROJECTION_FLAGS = {

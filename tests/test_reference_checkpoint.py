@@ -120,7 +120,8 @@ def test_from_pretrained_finds_the_sentencepiece_model_and_encodes_text(tmp_path
     corpus, prepared, save = tmp_path / "text", tmp_path / "prepared", tmp_path / "ckpt"
     for module, args in (("data_prep.sample_corpus", ["--out", corpus]),
                          ("data_prep.pretraining_corpus", ["--source", corpus, "--out", prepared, "--shards", 1,
-                                                           "--valid-docs", 8, "--vocab-size", 600])):
+                                                           "--valid-docs", 8, "--vocab-size", 600,
+                                                           "--max-line-tokens", 62])):
         subprocess.run([sys.executable, "-m", module, *map(str, args)], check=True, capture_output=True,
                        cwd=os.path.dirname(PLUGIN_DIR))
     shard = prepared / "data-bin" / "shard0"

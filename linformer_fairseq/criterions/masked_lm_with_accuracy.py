@@ -36,14 +36,15 @@ class MaskedLmWithAccuracyLoss(MaskedLmLoss):
     def count_correct(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Correct argmax predictions among the masked tokens (target != pad).
 
-        ``MaskedLmLoss`` projects only the masked tokens (logits ``[n_masked, V]``), or, when no
-        token is masked or on TPU, every token (``[batch, length, V]``)."""
+        ``MaskedLmLoss`` projects only the masked tokens (logits ``[n_masked, V]``), or every token
+        when none is masked (on CUDA as ``[batch * length, V]``, on CPU and TPU as
+        ``[batch, length, V]``); then nothing counts as correct, without a GPU sync to find out."""
         masked = target.ne(self.padding_idx)
         with torch.no_grad():
             predictions = logits.argmax(dim=-1)
-            if predictions.dim() == 1:
-                return (predictions == target[masked]).sum()
-            return ((predictions.view_as(target) == target) & masked).sum()
+            if predictions.numel() == target.numel():
+                return ((predictions.view_as(target) == target) & masked).sum()
+            return (predictions == target[masked]).sum()
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:

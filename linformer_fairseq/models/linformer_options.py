@@ -32,8 +32,9 @@ def add_linformer_args(parser: argparse.ArgumentParser) -> None:
                         help="how n positions become k: learned linear E/F, mean or max pooling, or a "
                         "convolution, kernel and stride ceil(n/k) for the last three (default linear)")
     parser.add_argument("--attention-variant", choices=VARIANTS,
-                        help="'linformer', or 'projection_free': softmax(Q) (softmax(K)^T V), no k "
-                        "and no length limit (our reading of Verma, 'Revisiting Linformer')")
+                        help="'linformer', or 'projection_free': softmax(Q) (softmax(K)^T V), no k and "
+                        "no max length of its own (our reading of Verma, 'Revisiting Linformer'); "
+                        "learned positional embeddings still end at --max-positions")
 
 
 def set_linformer_defaults(args: argparse.Namespace) -> None:
@@ -69,15 +70,41 @@ def _parse_dims(spec: str, num_layers: int) -> List[int]:
     return dims
 
 
+# Options that mean something only for the projected (linformer) attention, with their defaults.
+PROJECTION_ONLY = (("--projection", "projection", "linear"), ("--compressed-per-head", "compressed_per_head", 0),
+                   ("--shared-kv-compressed", "shared_kv_compressed", 0),
+                   ("--shared-layer-kv-compressed", "shared_layer_kv_compressed", 0),
+                   ("--freeze-compress", "freeze_compress", 0))
+
+
+def _check_other_options(args: argparse.Namespace) -> None:
+    if args.attention_variant == "projection_free":
+        given = [(flag, getattr(args, name)) for flag, name, default in PROJECTION_ONLY if getattr(args, name) != default]
+        given += [(flag, getattr(args, name)) for flag, name in (("--compressed-dim", "compressed_dim"),
+                                                                  ("--compressed-dims", "compressed_dims"))
+                  if getattr(args, name) is not None]
+        for flag, value in given:
+            raise ValueError(f"{flag} {value} contradicts --attention-variant projection_free, which has no "
+                             "projection: drop one of them")
+        return
+    if args.compressed_dims is not None and getattr(args, "encoder_layers_to_keep", None):
+        raise ValueError(f"--compressed-dims {args.compressed_dims} with --encoder-layers-to-keep "
+                         f"{args.encoder_layers_to_keep} is not supported: give the kept layers' k explicitly")
+    if args.compressed_per_head and getattr(args, "quant_noise_pq", 0):
+        raise ValueError(f"--compressed-per-head 1 with --quant-noise-pq {args.quant_noise_pq} is not supported: "
+                         "per-head projections use k_proj/v_proj's weights directly, which quant-noise cannot reach")
+
+
 def resolve_compressed_dims(args: argparse.Namespace) -> List[int]:
     """The k of each layer, after checking every option; raises ValueError naming the flag."""
     n, layers = args.max_positions, args.encoder_layers
+    _check_other_options(args)
     if args.attention_variant == "projection_free":
-        for flag, value in (("--compressed-dim", args.compressed_dim), ("--compressed-dims", args.compressed_dims)):
-            if value is not None:
-                raise ValueError(f"{flag} {value} contradicts --attention-variant projection_free, "
-                                 "which has no projected dimension: drop one of them")
         return [0] * layers
+    ratio = args.compressed
+    if ratio is not None and (ratio < 1 or n % ratio):
+        raise ValueError(f"--compressed {ratio} must be a positive divisor of --max-positions {n} "
+                         f"(k = {n} / ratio); or give k directly with --compressed-dim")
     if args.compressed_dims is not None:
         if args.shared_layer_kv_compressed:
             raise ValueError(f"--compressed-dims {args.compressed_dims} contradicts --shared-layer-kv-compressed 1: "
@@ -89,14 +116,12 @@ def resolve_compressed_dims(args: argparse.Namespace) -> List[int]:
         flag = "--compressed-dims"
     elif args.compressed_dim is not None:
         dims, flag = [args.compressed_dim] * layers, "--compressed-dim"
-    else:
-        ratio = args.compressed
-        if ratio is None or ratio < 1 or n % ratio:
-            raise ValueError(f"--compressed {ratio} must be a positive divisor of --max-positions {n} "
-                             f"(k = {n} / ratio); or give k directly with --compressed-dim")
+    elif ratio is not None:
         dims, flag = [n // ratio] * layers, "--compressed"
-    if flag != "--compressed" and args.compressed is not None and any(k != n // args.compressed for k in dims):
-        raise ValueError(f"--compressed {args.compressed} means k = {n // args.compressed} at --max-positions {n}, "
+    else:
+        raise ValueError("no projected dimension: give --compressed-dim K (or --compressed R)")
+    if flag != "--compressed" and ratio is not None and any(k != n // ratio for k in dims):
+        raise ValueError(f"--compressed {ratio} means k = {n // ratio} at --max-positions {n}, "
                          f"which contradicts {flag}: give only one of them")
     for k in dims:
         if not 1 <= k <= n:

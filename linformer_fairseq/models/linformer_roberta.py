@@ -22,6 +22,7 @@ from fairseq.models.roberta import (
 from fairseq.utils import safe_getattr, safe_hasattr
 
 from ..modules.encoder import LinformerTransformerEncoder
+from ..modules.projections import LinearProjection
 from .linformer_options import add_linformer_args, resolve_compressed_dims, set_linformer_defaults
 from .position_extension import extend_to_model
 
@@ -44,13 +45,15 @@ class LinformerModel(RobertaModel):
         """As ``RobertaModel.from_pretrained``; ``bpe="auto"`` uses the SentencePiece model that our
         data prep writes (``spm.model`` beside the checkpoint or the data) and otherwise no BPE
         (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE)."""
+        if bpe == "auto" and "sentencepiece_model" in kwargs:
+            bpe = "sentencepiece"
         if bpe == "auto":
             bpe = None
             data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
             # data_prep writes OUT/spm.model beside OUT/data-bin/shard0: look up to two levels above the data
             for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
                 candidate = os.path.join(str(directory), "spm.model")
-                if os.path.isfile(candidate) and "sentencepiece_model" not in kwargs:
+                if os.path.isfile(candidate):
                     bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
                     break
         return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
@@ -82,6 +85,11 @@ class LinformerEncoder(RobertaEncoder):
     def build_encoder(self, args, dictionary, embed_tokens):
         encoder = LinformerTransformerEncoder(args, dictionary, embed_tokens, self.compressed_dims)
         encoder.apply(init_bert_params)
+        # The reference's E/F are nn.Linear, which init_bert_params re-draws from N(0, 0.02); ours
+        # are not nn.Linear, so they get the same initialisation here.
+        for module in encoder.modules():
+            if isinstance(module, LinearProjection):
+                module.weight.data.normal_(mean=0.0, std=0.02)
         return encoder
 
     def upgrade_state_dict_named(self, state_dict, name):

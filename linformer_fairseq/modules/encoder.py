@@ -15,7 +15,7 @@ from torch import nn
 
 from .linear_attention import MultiheadLinearAttention
 from .projection_free import ProjectionFreeAttention
-from .projections import build_projection
+from .projections import LinearProjection, build_projection
 
 
 class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
@@ -57,7 +57,8 @@ class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
         if utils.item(state_dict.get(f"{prefix}version", torch.tensor(1))) < 2:
             state_dict[f"{prefix}version"] = torch.tensor(1)
             if f"{prefix}shared_compress_layer.weight" in state_dict:
-                self.shared_compress_layer = [None]
+                # as the reference: one fresh matrix for this layer's K and V
+                self.shared_compress_layer = [LinearProjection(self.args.max_positions, self.compressed_dim)]
                 self.self_attn = self.build_self_attention(self.embed_dim, None)
                 for suffix in ("weight", "bias"):
                     state_dict.pop(f"{prefix}shared_compress_layer.{suffix}", None)
@@ -88,7 +89,8 @@ class LinformerTransformerEncoder(TransformerEncoder):
 
     def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False, token_embeddings=None):
         limit = self.args.max_positions
-        if self.args.attention_variant == "linformer" and src_tokens.size(1) > limit:
+        # Linformer's E/F and, for every variant, learned positional embeddings end at max_positions.
+        if not self.args.no_token_positional_embeddings and src_tokens.size(1) > limit:
             raise ValueError(
                 f"input of {src_tokens.size(1)} tokens is longer than --max-positions {limit}; "
                 "truncate it (e.g. --truncate-sequence, --shorten-method) or use a model with larger --max-positions"

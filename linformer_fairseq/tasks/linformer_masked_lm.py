@@ -74,7 +74,8 @@ def check_shard_dictionaries(paths):
         if found != expected:
             pairs = itertools.zip_longest(expected.decode("utf-8", "replace").splitlines(),
                                           found.decode("utf-8", "replace").splitlines())
-            line, (want, got) = next((n, p) for n, p in enumerate(pairs, 1) if p[0] != p[1])
+            line, (want, got) = next(((n, p) for n, p in enumerate(pairs, 1) if p[0] != p[1]),
+                                     (0, ("(same lines)", "(different line endings or bytes)")))
             raise ValueError(f"--data shard {path}: {other} differs from {first} at line {line} "
                              f"({got!r} instead of {want!r}); all shards must be binarized with the "
                              "same dictionary (fairseq-preprocess --srcdict)")
