@@ -45,3 +45,14 @@ def binarize(text_dir, dest):
         "--validpref", os.path.join(text_dir, "valid.txt"), "--destdir", dest, "--workers", "1",
         "--nwordssrc", "400")
     return str(dest)
+
+
+def import_script(name):
+    """``scripts/NAME.py`` imported as a module (scripts/ is no package), to call its functions."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,13 +6,14 @@ machine are not.
 """
 
 import csv
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 
 import pytest
+
+from cli_runner import import_script
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,14 +21,7 @@ ATTENTION_SCRIPT = os.path.join(ROOT, "scripts", "benchmark_attention.py")
 TRAINING_SCRIPT = os.path.join(ROOT, "scripts", "benchmark_training.sh")
 
 
-def load_benchmark_script():
-    spec = importlib.util.spec_from_file_location("benchmark_attention", ATTENTION_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_benchmark_script()
+bench = import_script("benchmark_attention")
 
 
 def read_csv(path):

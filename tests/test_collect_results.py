@@ -3,7 +3,6 @@ the layout scripts/finetune.sh leaves (run.json, eval_valid.json, tb/valid): bes
 median over seeds, the paper's numbers and the differences, incomplete runs, curves, bad input."""
 
 import csv
-import importlib.util
 import json
 import os
 import statistics
@@ -11,22 +10,16 @@ import subprocess
 import sys
 
 import pytest
+
+from cli_runner import import_script
 from torch.utils.tensorboard import SummaryWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 TASKS = ("sst2", "imdb", "qnli", "qqp")
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", os.path.join(SCRIPTS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-collect_results = _load("collect_results")
-plot_curves = _load("plot_curves")
+collect_results = import_script("collect_results")
+plot_curves = import_script("plot_curves")
 
 
 def _paper():

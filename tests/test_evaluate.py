@@ -2,7 +2,6 @@
 model's own predictions; bad input (dictionary mismatch, missing split, no classification head)
 refused with a message that names the files."""
 
-import importlib.util
 import json
 import os
 import random
@@ -15,7 +14,7 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from cli_runner import run
+from cli_runner import import_script, run
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +23,7 @@ SCRIPT = os.path.join(REPO, "scripts", "evaluate.py")
 PLUGIN = os.path.join(REPO, "linformer_fairseq")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate_script = _load_script()
+evaluate_script = import_script("evaluate")
 
 
 def _write_split(directory, split, count, rng, words):

@@ -5,7 +5,6 @@ recipes (shortened by overrides), ``scripts/evaluate.py`` through it, and ``scri
 over the runs, including one that failed."""
 
 import csv
-import importlib.util
 import json
 import os
 import random
@@ -19,7 +18,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
-from cli_runner import run
+from cli_runner import import_script, run
 
 pytestmark = pytest.mark.slow
 
@@ -284,9 +283,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(pretrained, task_data, t
 
 
 def test_evaluate_refuses_the_pretrained_checkpoint(pretrained, task_data):
-    spec = importlib.util.spec_from_file_location("evaluate_script", os.path.join(REPO, "scripts", "evaluate.py"))
-    evaluate_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evaluate_script)
+    evaluate_script = import_script("evaluate")
     with pytest.raises(evaluate_script.EvaluationError) as error:
         evaluate_script.evaluate(str(pretrained[1]), str(task_data["sst2"]), cpu=True)
     assert f"{pretrained[1]} has no classification head" in str(error.value) and "masked_lm" in str(error.value)

@@ -7,22 +7,16 @@ meta device (shapes only), except for the pooling projections, which read their 
 test shows the meta device counts exactly what a real CPU run counts.
 """
 
-import importlib.util
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_runner import import_script
 
 
-def load_benchmark_script():
-    spec = importlib.util.spec_from_file_location("benchmark_attention", os.path.join(ROOT, "scripts", "benchmark_attention.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-bench = load_benchmark_script()
+
+bench = import_script("benchmark_attention")
 SUBJECTS = list(bench.LINFORMER_OPTIONS) + ["projection_free"]
 K = 128
 
