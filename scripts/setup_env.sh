@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment and install the project into it.
-# Usage: source scripts/setup_env.sh   (or bash it; VENV=path overrides .venv)
+# Create (or reuse) the project's virtual environment and install the project into it (pip's output
+# goes to $VENV/setup.log). VENV=path overrides .venv; PYTHON picks the interpreter that creates it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${VENV:-$root/.venv}
-python=${PYTHON:-python3}
-if [ ! -x "$venv/bin/python" ]; then
-  echo "[setup] creating virtual environment $venv"
-  "$python" -m venv "$venv"
+stamp=$venv/.linformer-fairseq-installed
+[ -f "$stamp" ] && [ ! "$root/setup.py" -nt "$stamp" ] && exit 0
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+log=$venv/setup.log
+echo "[setup] installing torch ${TORCH_VERSION:-2.13.0} (CPU-friendly pin) and the project into $venv; log: $log"
+# Pinned: an unpinned torch pulls the newest multi-GB CUDA build. On a GPU cluster install the CUDA
+# build of the same version first (see README); pip then keeps it.
+if ! { "$venv/bin/python" -m pip install --upgrade pip \
+       && "$venv/bin/python" -m pip install "torch==${TORCH_VERSION:-2.13.0}" \
+       && "$venv/bin/python" -m pip install -e "$root[test]"; } > "$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  echo "[setup] failed; the whole log: $log" >&2
+  exit 1
 fi
-stamp="$venv/.linformer-fairseq-installed"
-if [ ! -f "$stamp" ] || [ "$root/setup.py" -nt "$stamp" ]; then
-  echo "[setup] installing torch (pinned CPU-friendly build) and the project"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  # Pinned: an unpinned torch pulls the newest multi-GB CUDA build. On a GPU cluster install the
-  # CUDA build of the same version first (see README); pip then keeps it.
-  "$venv/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-  "$venv/bin/python" -m pip install -q -e "$root[test]"
-  touch "$stamp"
-fi
+touch "$stamp"

@@ -25,9 +25,8 @@ def train_losses(log):
 
 def tiny_corpus(directory, n_train=300, n_valid=40, seed=0):
     """Sentences of real English text (Python's bundled documentation), one per line."""
-    import random
-
     import pydoc_data.topics
+    import random
 
     words = " ".join(pydoc_data.topics.topics.values()).split()
     rng = random.Random(seed)
@@ -45,14 +44,3 @@ def binarize(text_dir, dest):
         "--validpref", os.path.join(text_dir, "valid.txt"), "--destdir", dest, "--workers", "1",
         "--nwordssrc", "400")
     return str(dest)
-
-
-def import_script(name):
-    """``scripts/NAME.py`` imported as a module (scripts/ is no package), to call its functions."""
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

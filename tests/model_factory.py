@@ -3,7 +3,6 @@
 import os
 
 from fairseq import options, tasks
-from fairseq.data import Dictionary
 
 PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "linformer_fairseq")
 

@@ -1,4 +1,4 @@
-"""scripts/collect_results.py and scripts/plot_curves.py on run directories the tests write in
+"""linformer-collect-results and linformer-plot-curves on run directories the tests write in
 the layout scripts/finetune.sh leaves (run.json, eval_valid.json, tb/valid): best over the grid,
 median over seeds, the paper's numbers and the differences, incomplete runs, curves, bad input."""
 
@@ -6,20 +6,15 @@ import csv
 import json
 import os
 import statistics
-import subprocess
-import sys
 
 import pytest
-
-from cli_runner import import_script
 from torch.utils.tensorboard import SummaryWriter
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = os.path.join(REPO, "scripts")
-TASKS = ("sst2", "imdb", "qnli", "qqp")
+from linformer_fairseq.cli import collect_results, plot_curves
+from tests.cli_runner import run
 
-collect_results = import_script("collect_results")
-plot_curves = import_script("plot_curves")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TASKS = ("sst2", "imdb", "qnli", "qqp")
 
 
 def _paper():
@@ -150,24 +145,20 @@ def test_writes_validation_curves(grid, tmp_path):
 def test_plot_curves_cli(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "curves.png"
-    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "plot_curves.py"), runs / "sst2", "--out", out],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "curves of 6 run(s)" in proc.stdout and out.read_bytes().startswith(b"\x89PNG")
-    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "plot_curves.py"), runs / "killed", "--out", out],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "none of the 1 runs has validation curves" in proc.stderr
+    log = run("linformer-plot-curves", runs / "sst2", "--out", out)
+    assert "curves of 6 run(s)" in log and out.read_bytes().startswith(b"\x89PNG")
+    proc = run("linformer-plot-curves", runs / "killed", "--out", out, check=False)
+    assert proc.returncode != 0 and "none of the 1 runs has validation curves" in proc.stdout
 
 
 @pytest.mark.slow  # subprocesses
 def test_bad_input_is_refused_with_a_clear_message(tmp_path):
-    script = os.path.join(SCRIPTS, "collect_results.py")
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run([sys.executable, script, empty], capture_output=True, text=True)
-    assert proc.returncode != 0 and f"no fine-tuning runs under {empty}" in proc.stderr
-    proc = subprocess.run([sys.executable, script, tmp_path / "nowhere"], capture_output=True, text=True)
-    assert proc.returncode != 0 and "does not exist" in proc.stderr
+    proc = run("linformer-collect-results", empty, check=False)
+    assert proc.returncode != 0 and f"no fine-tuning runs under {empty}" in proc.stdout
+    proc = run("linformer-collect-results", tmp_path / "nowhere", check=False)
+    assert proc.returncode != 0 and "does not exist" in proc.stdout
 
     runs = tmp_path / "runs"
     write_run(runs, "ok", "sst2", 90.0)

@@ -1,4 +1,4 @@
-"""CPU data parallelism through fairseq's own launchers (linformer_fairseq/cpu_distributed.py).
+"""CPU data parallelism through fairseq's own launchers (linformer_fairseq/compat/cpu_distributed.py).
 
 The end-to-end test trains with two gloo workers under torchrun and checks that they really average
 gradients: both ranks end with the same parameters, and those equal a single process that
@@ -15,8 +15,9 @@ import torch
 from fairseq.dataclass.configs import CommonConfig, DistributedTrainingConfig
 from omegaconf import OmegaConf
 
-from cli_runner import run
-from linformer_fairseq import checkpoint_broadcast, cpu_distributed
+from linformer_fairseq.cli.paths import PLUGIN_DIR
+from linformer_fairseq.compat import broadcast, cpu_distributed
+from tests.cli_runner import run
 
 # Runs fairseq-train's entry point unchanged; the hook only records, per rank, the parameters before
 # the first update and after the latest one (test-only: fairseq saves checkpoints on rank 0 only).
@@ -57,7 +58,7 @@ def _train_args(data, user_dir, save_dir, max_update):
 
 
 def _train(driver, dump_dir, data, save_dir, max_update, *extra, workers):
-    user_dir = os.path.dirname(cpu_distributed.__file__)
+    user_dir = PLUGIN_DIR
     launcher = ["torchrun", "--nproc_per_node", str(workers), "--master_port", str(_free_port())] if workers > 1 \
         else ["python"]
     return run(*launcher, driver, *_train_args(data, user_dir, save_dir, max_update), *extra,
@@ -194,4 +195,4 @@ def test_fairseq_entry_points_see_the_cpu_overrides():
 
     assert distributed_utils.call_main is cpu_distributed.call_main
     assert models.DistributedFairseqModel is cpu_distributed.DistributedFairseqModel
-    assert distributed_utils._broadcast_object_slow is checkpoint_broadcast._broadcast_object_slow
+    assert distributed_utils._broadcast_object_slow is broadcast._broadcast_object_slow

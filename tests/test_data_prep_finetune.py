@@ -1,4 +1,4 @@
-"""data_prep.finetune_data: every source format, splits, labels, truncation, bad rows."""
+"""linformer_data_prep.finetune_data: every source format, splits, labels, truncation, bad rows."""
 import csv
 import json
 from pathlib import Path
@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from fairseq.data import Dictionary, data_utils
 
-from data_prep import finetune_data, pretraining_corpus
-from data_prep.errors import DataPrepError
-from data_prep.finetune_data import carve_dev_split
-from data_prep.bad_rows import Example
-from data_prep.sample_corpus import write_sample_corpus
-from data_prep.tokenizer import Tokenizer
-from data_prep.truncation import fit_example, pair_budgets, text_budget, truncate
+from linformer_data_prep import finetune_data, pretraining_corpus
+from linformer_data_prep.bad_rows import Example
+from linformer_data_prep.errors import DataPrepError
+from linformer_data_prep.finetune_data import carve_dev_split
+from linformer_data_prep.sample_corpus import write_sample_corpus
+from linformer_data_prep.tokenizer import Tokenizer
+from linformer_data_prep.truncation import fit_example, pair_budgets, text_budget, truncate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""data_prep.pretraining_corpus and its parts: cleaning, sources, sharding, resume, bad input."""
+"""linformer_data_prep.pretraining_corpus and its parts: cleaning, sources, sharding, resume, bad input."""
 import json
 import os
 import re
@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from fairseq.data import Dictionary, data_utils
 
-from data_prep import pretraining_corpus, text_sources
-from data_prep.atomic_output import is_complete
-from data_prep.check_shards import check_shards
-from data_prep.errors import DataPrepError
-from data_prep.sample_corpus import write_sample_corpus
-from data_prep.sentence_splitter import split_sentences
-from data_prep.text_cleaning import CleaningConfig, clean_document
-from data_prep.tokenizer import Tokenizer
+from linformer_data_prep import pretraining_corpus, text_sources
+from linformer_data_prep.check_shards import check_shards
+from linformer_data_prep.errors import DataPrepError
+from linformer_data_prep.sample_corpus import write_sample_corpus
+from linformer_data_prep.sentence_splitter import split_sentences
+from linformer_data_prep.text_cleaning import CleaningConfig, clean_document
+from linformer_data_prep.tokenizer import Tokenizer
+from linformer_fairseq.atomic_files import is_complete
 
 
 def run_prep(source, out, *extra):
@@ -372,11 +372,11 @@ def test_command_lines_report_errors_without_a_traceback(prepared, tmp_path):
     def run(*argv):
         return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, cwd=tmp_path)
 
-    result = run("data_prep.pretraining_corpus", "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "out"))
+    result = run("linformer_data_prep.pretraining_corpus", "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and result.stderr.startswith("error: --source") and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
     out, info = prepared
-    result = run("data_prep.check_shards", info["data_path"])
+    result = run("linformer_data_prep.check_shards", info["data_path"])
     assert result.returncode == 0 and "3 shard(s)" in result.stdout
-    result = run("data_prep.check_shards", f"{info['data_path']}:{tmp_path / 'shard9'}")
+    result = run("linformer_data_prep.check_shards", f"{info['data_path']}:{tmp_path / 'shard9'}")
     assert result.returncode == 1 and "shard9: shard directory does not exist" in result.stderr

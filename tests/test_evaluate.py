@@ -1,29 +1,24 @@
-"""scripts/evaluate.py on checkpoints the tests train: every example scored, in order, with the
+"""linformer-evaluate on checkpoints the tests train: every example scored, in order, with the
 model's own predictions; bad input (dictionary mismatch, missing split, no classification head)
 refused with a message that names the files."""
 
 import json
 import os
+import pydoc_data.topics
 import random
 import shutil
-import subprocess
-import sys
 
-import pydoc_data.topics
 import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from cli_runner import import_script, run
+from linformer_fairseq.cli import evaluate as evaluate_script
+from tests.cli_runner import run
 
 pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "evaluate.py")
 PLUGIN = os.path.join(REPO, "linformer_fairseq")
-
-
-evaluate_script = import_script("evaluate")
 
 
 def _write_split(directory, split, count, rng, words):
@@ -73,10 +68,8 @@ def trained(tmp_path_factory):
 
 def test_scores_every_example_in_order_with_the_models_predictions(trained, tmp_path):
     out = tmp_path / "eval.json"
-    proc = subprocess.run([sys.executable, SCRIPT, trained["checkpoint"], trained["data"], "--split", "valid",
-                           "--out", out, "--cpu"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "evaluate valid" in proc.stderr  # the progress bar
+    log = run("linformer-evaluate", trained["checkpoint"], trained["data"], "--split", "valid", "--out", out, "--cpu")
+    assert "valid: accuracy" in log and str(out) in log
     result = json.loads(out.read_text())
     sentences, labels = trained["valid"]
     predictions = result["predictions"]
@@ -134,12 +127,11 @@ def test_refuses_data_encoded_with_another_dictionary(trained, tmp_path):
     assert f"entry {first_differing} is {lines[4].split()[0]!r} in the first and {lines[3].split()[0]!r}" in message
 
 
-def test_refuses_a_missing_split_and_writes_nothing(trained, tmp_path):
+def test_refuses_a_missing_split_and_writes_nothing(trained, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    with pytest.raises(SystemExit) as exit:
-        evaluate_script.main([str(trained["checkpoint"]), str(trained["data"]), "--split", "test", "--out", str(out),
-                              "--cpu"])
-    message = str(exit.value)
+    assert evaluate_script.main([str(trained["checkpoint"]), str(trained["data"]), "--split", "test", "--out",
+                                 str(out), "--cpu"]) == 1
+    message = capsys.readouterr().err
     assert "split 'test' is missing" in message and "labelled splits there: train, valid" in message
     assert not out.exists() and not list(tmp_path.iterdir())
 

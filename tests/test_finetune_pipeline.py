@@ -1,24 +1,24 @@
 """The fine-tuning pipeline end to end, on files the tests write: a tiny Linformer pretrained with
 fairseq-train for 10 updates, the four tasks in their original formats (GLUE TSVs, aclImdb/)
-prepared with ``python -m data_prep.finetune_data``, ``scripts/finetune.sh`` on each with the real
-recipes (shortened by overrides), ``scripts/evaluate.py`` through it, and ``scripts/collect_results.py``
+prepared with ``linformer-prepare-finetune``, ``scripts/finetune.sh`` on each with the real
+recipes (shortened by overrides), ``linformer-evaluate`` through it, and ``linformer-collect-results``
 over the runs, including one that failed."""
 
 import csv
 import json
 import os
+import pydoc_data.topics
 import random
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import pydoc_data.topics
 import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator
 
-from cli_runner import import_script, run
+from tests.cli_runner import run
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +88,9 @@ def write_task_sources(root):
 def pretrained(tmp_path_factory):
     """(tokenizer dir, checkpoint) of a tiny Linformer pretrained for 10 updates at n=64, k=16."""
     root = tmp_path_factory.mktemp("pretrain")
-    subprocess.run([sys.executable, "-m", "data_prep.sample_corpus", "--out", root / "corpus"], cwd=REPO,
+    subprocess.run([sys.executable, "-m", "linformer_data_prep.sample_corpus", "--out", root / "corpus"], cwd=REPO,
                    check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "data_prep.pretraining_corpus", "--source", root / "corpus",
+    subprocess.run([sys.executable, "-m", "linformer_data_prep.pretraining_corpus", "--source", root / "corpus",
                     "--out", root / "prep", "--shards", "1", "--valid-docs", "5", "--vocab-size", "400",
                     "--workers", "1"], cwd=REPO, check=True, capture_output=True)
     data = (root / "prep" / "data-bin" / "DATA_PATH").read_text().strip()
@@ -108,7 +108,7 @@ def task_data(pretrained, tmp_path_factory):
     sources = write_task_sources(root / "sources")
 
     def prepare(task):
-        subprocess.run([sys.executable, "-m", "data_prep.finetune_data", "--task", task, "--source", sources[task],
+        subprocess.run([sys.executable, "-m", "linformer_data_prep.finetune_data", "--task", task, "--source", sources[task],
                         "--tokenizer-dir", tokenizer_dir, "--out", root / task, "--max-positions", str(N),
                         "--imdb-dev-fraction", "0.2", "--workers", "1"], cwd=REPO, check=True, capture_output=True,
                        env=_env())
@@ -208,8 +208,7 @@ def test_rerunning_a_finished_run_does_nothing(runs, pretrained, task_data):
 
 def test_collect_results_reports_the_runs(runs, tmp_path):
     out = tmp_path / "results"
-    subprocess.run([sys.executable, os.path.join(REPO, "scripts", "collect_results.py"), runs, "--out", out],
-                   check=True, capture_output=True, text=True)
+    run("linformer-collect-results", runs, "--out", out)
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     ours = [r for r in rows if r["n"] == str(N) and r["k"] == str(K) and r["arch"] == "linformer_roberta_tiny"]
@@ -283,7 +282,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(pretrained, task_data, t
 
 
 def test_evaluate_refuses_the_pretrained_checkpoint(pretrained, task_data):
-    evaluate_script = import_script("evaluate")
+    from linformer_fairseq.cli import evaluate as evaluate_script
     with pytest.raises(evaluate_script.EvaluationError) as error:
         evaluate_script.evaluate(str(pretrained[1]), str(task_data["sst2"]), cpu=True)
     assert f"{pretrained[1]} has no classification head" in str(error.value) and "masked_lm" in str(error.value)
@@ -313,7 +312,7 @@ def test_checkpoint_pretrained_at_512_fine_tunes_at_1024(pretrained, tmp_path):
         "--max-update", 2, "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu",
         "--save-dir", tmp_path / "n512", "--no-epoch-checkpoints", "--num-workers", 0)
     sources = write_task_sources(tmp_path / "sources")
-    subprocess.run([sys.executable, "-m", "data_prep.finetune_data", "--task", "imdb", "--source", sources["imdb"],
+    subprocess.run([sys.executable, "-m", "linformer_data_prep.finetune_data", "--task", "imdb", "--source", sources["imdb"],
                     "--tokenizer-dir", tokenizer_dir, "--out", tmp_path / "imdb", "--max-positions", "1024",
                     "--imdb-dev-fraction", "0.2", "--workers", "1"], cwd=REPO, check=True, capture_output=True, env=_env())
     run_dir = tmp_path / "n1024"

@@ -12,9 +12,11 @@ import pytest
 import torch
 from torch import nn
 
+from linformer_fairseq.cli.reference_linformer import reference_attention_class
 from linformer_fairseq.modules import MultiheadLinearAttention, pack_padding
 from linformer_fairseq.modules.projections import LinearProjection
-from reference_linformer import MultiheadLinearAttention as ReferenceAttention
+
+ReferenceAttention = reference_attention_class()
 
 EMBED, HEADS, MAX_POS = 32, 4, 24
 

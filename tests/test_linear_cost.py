@@ -10,13 +10,8 @@ test shows the meta device counts exactly what a real CPU run counts.
 
 import pytest
 
-from cli_runner import import_script
+from linformer_fairseq.cli import benchmark_attention as bench
 
-
-
-
-
-bench = import_script("benchmark_attention")
 SUBJECTS = list(bench.LINFORMER_OPTIONS) + ["projection_free"]
 K = 128
 
@@ -76,7 +71,7 @@ def test_flop_table_in_docs_is_current():
     begin, end = docs.index(bench.FLOP_TABLE_BEGIN), docs.index(bench.FLOP_TABLE_END)
     table = docs[begin:end].splitlines()
     for row in bench.flop_table_rows((512, 4096), bench.FLOP_KS):
-        assert row in table, f"docs/benchmarks.md is stale; run `python scripts/benchmark_attention.py --flops` ({row})"
+        assert row in table, f"docs/benchmarks.md is stale; run `linformer-benchmark-attention --flops` ({row})"
     measured_ns = {int(line.split("|")[1]) for line in table if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
     assert measured_ns == set(bench.FLOP_NS)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from linformer_fairseq.modules import ConvProjection, LinearProjection, PoolingProjection, ProjectionFreeAttention
-from model_factory import build_model, parse, tokens_for, write_dictionary
+from tests.model_factory import build_model, parse, tokens_for, write_dictionary
 
 MAXPOS = ["--max-positions", 48, "--tokens-per-sample", 48]
 

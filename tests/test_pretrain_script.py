@@ -1,4 +1,5 @@
-"""scripts/pretrain.sh and configs/pretraining/: run as users run them, on tiny CPU data."""
+"""scripts/pretrain.sh (linformer_fairseq/cli/pretrain.py), its launch planning and
+configs/pretraining/: run as users run them, on tiny CPU data."""
 
 import glob
 import json
@@ -13,16 +14,19 @@ import warnings
 import pytest
 import torch
 from fairseq import checkpoint_utils
-from fairseq.dataclass.initialize import hydra_init
 from fairseq.models import ARCH_MODEL_REGISTRY
-from hydra import compose, initialize_config_dir
+
+from linformer_fairseq.cli import launch_plan, pretrain, pretraining_configs
+from linformer_fairseq.cli.launch_plan import LaunchError
+from linformer_fairseq.cli.pretrain import compose
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "pretrain.sh")
 CONFIG_DIR = os.path.join(REPO, "configs", "pretraining")
 # 30 updates from a warm-up of 5, a checkpoint (and validation) every 5, every update logged
 TRAIN = ["optimization.max_update=30", "lr_scheduler.warmup_updates=5", "checkpoint.save_interval_updates=5",
-         "common.log_interval=1"]
+         "common.log_interval=1", "task.tokens_per_update=512"]
+TINY = "tiny_n64_k16"
 
 
 def pretrain_env(**extra):
@@ -33,11 +37,19 @@ def pretrain_env(**extra):
     return env
 
 
-def run_pretrain(data, save_dir, *overrides, config="tiny", check=True, timeout=300, **env):
-    proc = subprocess.run(["bash", SCRIPT, config, str(data), str(save_dir), *overrides], stdout=subprocess.PIPE,
+def run_pretrain(data, save_dir, *overrides, config=TINY, check=True, timeout=300, **env):
+    """scripts/pretrain.sh; its console output (stdout and stderr) and the train.log it appended."""
+    log = os.path.join(save_dir, "train.log")
+    before = os.path.getsize(log) if os.path.exists(log) else 0
+    proc = subprocess.run(["bash", SCRIPT, str(config), str(data), str(save_dir), *overrides], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=pretrain_env(**env), timeout=timeout)
+    proc.log = ""
+    if os.path.exists(log):
+        with open(log) as f:
+            f.seek(before)
+            proc.log = f.read()
     if check and proc.returncode != 0:
-        raise AssertionError(f"pretrain.sh exited with {proc.returncode}:\n{proc.stdout[-6000:]}")
+        raise AssertionError(f"pretrain.sh exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.log[-3000:]}")
     return proc
 
 
@@ -80,60 +92,74 @@ def corpus(tmp_path_factory):
 def reference_run(corpus, tmp_path_factory):
     """One uninterrupted tiny pretraining run: (save dir, its log)."""
     save_dir = tmp_path_factory.mktemp("reference")
-    return save_dir, run_pretrain(corpus, save_dir, *TRAIN).stdout
+    return save_dir, run_pretrain(corpus, save_dir, *TRAIN).log
 
 
-def test_bad_arguments_fail_before_anything_runs(tmp_path):
-    corpus = tmp_path / "shard0"  # the script only checks that DATA names directories before its checks
+def test_bad_arguments_fail_before_anything_runs(tmp_path, monkeypatch, capsys):
+    corpus = tmp_path / "shard0"  # the launcher only checks that DATA names directories before its checks
     corpus.mkdir()
     save = tmp_path / "never"
+    proc = subprocess.run(["bash", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=pretrain_env(), timeout=60)
+    assert proc.returncode == 2 and "the following arguments are required: config, data, save_dir" in proc.stderr
     cases = [
-        ([], {}, "Usage: scripts/pretrain.sh CONFIG DATA SAVE_DIR"),
-        (["no_such_config", corpus, save], {}, "CONFIG 'no_such_config': no "),
-        (["no_such_config", corpus, save], {}, " base_n512_k128 "),  # the available configs are listed
-        (["tiny", f"{corpus}:{tmp_path}/missing", save], {}, f"shard '{tmp_path}/missing' is not a directory"),
-        (["tiny", corpus, save, "optimization.update_freq=[4]"], {}, "set TOTAL_BATCH instead"),
-        (["tiny", corpus, save, "task.data=/elsewhere"], {}, "set by this script"),
-        (["tiny", corpus, save], {"PRECISION": "fp16"}, "PRECISION=fp16 needs a GPU"),
-        (["tiny", corpus, save], {"LAUNCHER": "mpirun"}, "LAUNCHER=mpirun"),
-        (["tiny", corpus, save], {"TOTAL_BATCH": "lots"}, "TOTAL_BATCH=lots: expected a positive integer"),
+        (["no_such_config", corpus, save], {}, "CONFIG 'no_such_config': not a config of"),
+        (["no_such_config", corpus, save], {}, "base_n512_k128_shared_kv"),  # the grammar is explained
+        (["roberta_base_n512_k128", corpus, save], {}, "a RoBERTa baseline has no k"),
+        (["base_n512", corpus, save], {}, "a Linformer row needs its k"),
+        (["base_n777_k128", corpus, save], {}, "no length/n777.yaml"),
+        ([TINY, f"{corpus}:{tmp_path}/missing", save], {}, f"shard '{tmp_path}/missing' is not a directory"),
+        ([TINY, corpus, save, "optimization.update_freq=[4]"], {}, "task.tokens_per_update (update_freq is computed"),
+        ([TINY, corpus, save, "task.data=/elsewhere"], {}, "set by the launcher from DATA"),
+        ([TINY, corpus, save], {"PRECISION": "fp16"}, "PRECISION=fp16 needs a GPU"),
+        ([TINY, corpus, save], {"LAUNCHER": "mpirun"}, "LAUNCHER=mpirun"),
+        ([TINY, corpus, save], {"TOTAL_BATCH": "32"}, "TOTAL_BATCH (sequences per update) was replaced by task.tokens_per_update"),
+        ([TINY, corpus, save], {"NPROC_PER_NODE": "lots"}, "NPROC_PER_NODE=lots: expected a positive integer"),
+        ([TINY, corpus, save, "task.tokens_per_update=100"], {}, "task.tokens_per_update 100 is not a multiple of task.tokens_per_sample 64"),
     ]
+    for name in ("NPROC_PER_NODE", "TOTAL_BATCH", "PRECISION", "LAUNCHER", "DRY_RUN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CPU", "1")
     for args, env, message in cases:
-        proc = subprocess.run(["bash", SCRIPT, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=pretrain_env(**env), timeout=30)
-        assert proc.returncode == 2, (args, env, proc.stderr)
-        assert message in proc.stderr, (message, proc.stderr)
+        with monkeypatch.context() as case:
+            for name, value in env.items():
+                case.setenv(name, value)
+            assert pretrain.main(list(map(str, args))) == 2, (args, env)
+        error = capsys.readouterr().err
+        assert message in error, (message, error)
     assert not save.exists()
 
 
+# every row of the paper's Table 2 and Figure 3, the baseline, and the CPU sizes
+ROWS = ["base_n512_k128", "base_n512_k128_shared_kv", "base_n512_k128_shared_kv_layer", "base_n512_k256",
+        "base_n512_k256_shared_kv", "base_n512_k256_shared_kv_layer", "base_n1024_k256", "base_n1024_k256_shared_kv",
+        "base_n1024_k256_shared_kv_layer", "base_n2048_k256", "base_n4096_k256", "large_n512_k128", "large_n512_k256",
+        "roberta_base_n512", "small_n128_k32", "roberta_small_n128", TINY]
+
+
 def composed(name, *overrides):
-    hydra_init(name)
-    with warnings.catch_warnings(), initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.1"):
-        warnings.simplefilter("ignore")
-        return compose(config_name=name, overrides=list(overrides))
+    config, groups = pretraining_configs.resolve(name, list(overrides))
+    return compose(config, groups + ["task.data=/data", *overrides], CONFIG_DIR)
 
 
-@pytest.mark.parametrize("name", sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))))
-def test_every_config_composes_to_the_recipe_its_name_promises(name):
-    cfg = composed(name, "task.data=/data")
+@pytest.mark.parametrize("name", ROWS)
+def test_every_row_composes_to_the_recipe_its_name_promises(name):
+    cfg = composed(name)
     assert cfg.task._name == "linformer_masked_lm" and cfg.criterion == "masked_lm_with_accuracy"
     assert cfg.model._name in ARCH_MODEL_REGISTRY
+    assert cfg.task.sample_break_mode == "complete"  # RoBERTa's FULL-SENTENCES: blocks fill n
+    match = re.fullmatch(r"(?:(roberta)_)?(base|large|small|tiny)_n(\d+)(?:_k(\d+))?(_shared_kv)?(_layer)?", name)
+    roberta, size, length, k, shared_kv, layer = match.groups()
     n = cfg.task.tokens_per_sample
-    assert cfg.model.max_positions == n
-    total = cfg.dataset.batch_size * cfg.optimization.update_freq[0]
-    match = re.fullmatch(r"(base|large|roberta_base)_n(\d+)(?:_k(\d+))?(_shared_kv)?(_layer)?", name)
-    if match is None:  # the CPU-sized ones
-        assert (name, n, total) in (("tiny", 64, 8), ("small", 128, 16), ("small_roberta", 128, 16))
-        assert cfg.model.compressed_dim < n if name != "small_roberta" else cfg.model._name == "roberta_small"
-        return
-    size, length, k, shared_kv, layer = match.groups()
-    assert n == int(length)
-    assert total == 2048 and cfg.optimization.max_update == 250000
-    assert (cfg.optimizer.adam_betas, cfg.optimizer.adam_eps, cfg.optimizer.weight_decay) == ("(0.9,0.98)", 1e-6, 0.01)
-    assert cfg.lr_scheduler._name == "polynomial_decay" and cfg.lr_scheduler.warmup_updates == 10000
-    assert cfg.optimization.lr == ([0.0004] if size == "large" else [0.0005])
-    if size == "roberta_base":
-        assert cfg.model._name == "roberta_base" and "compressed_dim" not in cfg.model
+    assert n == int(length) and cfg.model.max_positions == n
+    if size in ("base", "large"):
+        assert cfg.task.tokens_per_update == 2048 * 512  # RoBERTa's batch, in tokens, at every n
+        assert cfg.optimization.max_update == 250000
+        assert (cfg.optimizer.adam_betas, cfg.optimizer.adam_eps, cfg.optimizer.weight_decay) == ("(0.9,0.98)", 1e-6, 0.01)
+        assert cfg.lr_scheduler._name == "polynomial_decay" and cfg.lr_scheduler.warmup_updates == 10000
+        assert cfg.optimization.lr == ([0.0004] if size == "large" else [0.0005])
+    if roberta:
+        assert cfg.model._name == f"roberta_{size}" and "compressed_dim" not in cfg.model
         return
     assert cfg.model._name == f"linformer_roberta_{size}"
     assert cfg.model.compressed_dim == int(k) < n
@@ -143,36 +169,83 @@ def test_every_config_composes_to_the_recipe_its_name_promises(name):
 
 
 def test_model_and_masking_options_are_overridable_without_plus():
-    cfg = composed("base_n512_k128", "task.data=/data", "model.shared_kv_compressed=1", "model.projection=mean_pool",
+    cfg = composed("base_n512_k128", "model.shared_kv_compressed=1", "model.projection=mean_pool",
                    "task.mask_whole_words=true", "dataset.batch_size=4")
     assert cfg.model.shared_kv_compressed == 1 and cfg.model.projection == "mean_pool"
     assert cfg.task.mask_whole_words is True and cfg.dataset.batch_size == 4
 
 
+def test_a_group_chosen_by_the_user_wins_over_the_name():
+    cfg = composed("base_n512_k128", "sharing=layer", "length=n1024")
+    assert cfg.model.shared_layer_kv_compressed == 1 and cfg.task.tokens_per_sample == 1024
+
+
+@pytest.mark.parametrize("n,sequences", [(512, 2048), (1024, 1024), (2048, 512), (4096, 256)])
+def test_tokens_per_update_are_equal_at_every_n(n, sequences):
+    """RoBERTa's 2048 x 512 tokens per update, whatever n (the paper's Figure 3 compares n at equal
+    compute per step): sequences per update shrink as n grows, on any number of GPUs."""
+    cfg = composed(f"base_n{n}_k256")
+    for world in (1, 8, 64):
+        plan = launch_plan.plan_batch(cfg.task.tokens_per_update, n, min(cfg.dataset.batch_size, sequences // world), world)
+        assert plan.sequences_per_update == sequences
+        assert plan.sequences_per_update * n == 1048576
+        assert plan.batch_size * plan.world_size * plan.update_freq == sequences
+
+
+def test_batch_plan_explains_and_refuses_what_does_not_divide():
+    plan = launch_plan.plan_batch(1048576, 512, 16, 8)
+    assert plan.update_freq == 16
+    assert plan.explain() == ("1,048,576 tokens per update (task.tokens_per_update) = 2,048 sequences of n = 512 = "
+                              "dataset.batch_size 16 x 8 process(es) x update_freq 16")
+    with pytest.raises(LaunchError, match="not a multiple of task.tokens_per_sample 384"):
+        launch_plan.plan_batch(1048576, 384, 16, 8)
+    with pytest.raises(LaunchError, match="2048 sequences per update .* not a multiple of dataset.batch_size 16 x "
+                                          "world size 48 = 768"):
+        launch_plan.plan_batch(1048576, 512, 16, 48)
+
+
+def test_world_size_precision_and_port_rules():
+    assert launch_plan.world_size("torchrun", cpu=True, gpus=8) == 1
+    assert launch_plan.world_size("torchrun", cpu=False, gpus=8) == 8
+    assert launch_plan.world_size("torchrun", cpu=True, gpus=0, nproc_per_node=2) == 2
+    with pytest.raises(LaunchError, match="no GPU found"):
+        launch_plan.world_size("torchrun", cpu=False, gpus=0)
+    slurm = dict(SLURM_JOB_ID="1234", SLURM_NTASKS="16", SLURM_NNODES="2", SLURM_NTASKS_PER_NODE="8(x2)")
+    assert launch_plan.world_size("slurm", cpu=False, gpus=8, slurm=slurm) == 16
+    one_task = dict(slurm, SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="1(x2)")
+    assert launch_plan.world_size("slurm", cpu=False, gpus=8, slurm=one_task) == 16  # fairseq spawns per GPU
+    with pytest.raises(LaunchError, match="SLURM_NTASKS is not set"):
+        launch_plan.world_size("slurm", cpu=True, gpus=0, slurm={"SLURM_JOB_ID": "1"})
+    assert launch_plan.precision(None, cpu=True, bf16_native=False) == "fp32"
+    assert launch_plan.precision(None, cpu=False, bf16_native=True) == "bf16"
+    assert launch_plan.precision(None, cpu=False, bf16_native=False) == "fp16"  # V100, T4: no emulated bf16
+    with pytest.raises(LaunchError, match="PRECISION=fp16 needs a GPU"):
+        launch_plan.precision("fp16", cpu=True, bf16_native=False)
+    assert launch_plan.rendezvous_port("1234") == 11234 and launch_plan.rendezvous_port("50000") == 10000
+
+
 @pytest.mark.slow
-def test_update_freq_keeps_the_total_batch_whatever_the_world_size(corpus, tmp_path):
+def test_dry_run_prints_the_batch_arithmetic_and_the_command(corpus, tmp_path):
     def dry_run(*overrides, **env):
         return run_pretrain(corpus, tmp_path / "dry", *overrides, DRY_RUN="1", **env).stdout
 
-    log = dry_run(NPROC_PER_NODE="2", TOTAL_BATCH="32")
-    assert "32 sequences per update (TOTAL_BATCH) = dataset.batch_size 8 x 2 process(es) x update_freq 2" in log
-    assert "torch.distributed.run --standalone --nproc_per_node 2" in log
-    assert "optimization.update_freq=\\[2\\]" in log and "distributed_world_size=2" in log
+    # tiny: n = 64, 2048 tokens per update (the quick recipe) = 32 sequences; at most 128 per step
+    log = dry_run(NPROC_PER_NODE="2")
+    assert ("2,048 tokens per update (task.tokens_per_update) = 32 sequences of n = 64 = dataset.batch_size 16 x "
+            "2 process(es) x update_freq 1") in log
+    assert "torch.distributed.run --standalone --nproc_per_node 2 -m linformer_fairseq.cli.hydra_train" in log
+    assert "'optimization.update_freq=[1]'" in log and "distributed_world_size=2" in log
 
-    # a smaller per-process batch keeps the config's total (8 = 8 x 1) by accumulating
-    log = dry_run("dataset.batch_size=2", NPROC_PER_NODE="2")
-    assert "8 sequences per update (TOTAL_BATCH) = dataset.batch_size 2 x 2 process(es) x update_freq 2" in log
-
-    proc = run_pretrain(corpus, tmp_path / "dry", TOTAL_BATCH="12", DRY_RUN="1", check=False)
-    assert proc.returncode == 2
-    assert "TOTAL_BATCH 12 is not a multiple of dataset.batch_size 8 x world size 1 = 8" in proc.stdout
+    # a smaller per-process batch (the memory knob) keeps the tokens per update by accumulating
+    log = dry_run("dataset.batch_size=4", NPROC_PER_NODE="2")
+    assert "= 32 sequences of n = 64 = dataset.batch_size 4 x 2 process(es) x update_freq 4" in log
 
     slurm = dict(LAUNCHER="slurm", SLURM_JOB_ID="1234", SLURM_NTASKS="4", SLURM_NNODES="2", SLURM_NTASKS_PER_NODE="2")
-    log = dry_run(TOTAL_BATCH="64", **slurm)
-    assert "64 sequences per update (TOTAL_BATCH) = dataset.batch_size 8 x 4 process(es) x update_freq 2" in log
+    log = dry_run("task.tokens_per_update=4096", **slurm)
+    assert "= 64 sequences of n = 64 = dataset.batch_size 16 x 4 process(es) x update_freq 1" in log
     assert "distributed_training.distributed_port=11234" in log and "torch.distributed.run" not in log
-    # the port that scripts/slurm/pretrain.sbatch passes is kept, not doubled
-    log = dry_run("distributed_training.distributed_port=29500", TOTAL_BATCH="64", **slurm)
+    # a port given as an override is kept, not doubled
+    log = dry_run("distributed_training.distributed_port=29500", **slurm)
     assert "distributed_port=29500" in log and "distributed_port=11234" not in log
 
 
@@ -208,7 +281,7 @@ def test_pretraining_lowers_the_loss_and_logs_accuracy_to_tensorboard(reference_
 @pytest.mark.slow
 def test_run_killed_after_a_checkpoint_resumes_from_it_exactly(corpus, reference_run, tmp_path):
     save_dir = tmp_path / "killed"
-    command = ["bash", SCRIPT, "tiny", corpus, str(save_dir), *TRAIN]
+    command = ["bash", SCRIPT, "--verbose", TINY, corpus, str(save_dir), *TRAIN]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=pretrain_env(),
                             start_new_session=True)  # its own process group: bash, tee and fairseq die together
     first_log = []
@@ -227,7 +300,7 @@ def test_run_killed_after_a_checkpoint_resumes_from_it_exactly(corpus, reference
     at = saved_updates(save_dir / "checkpoint_last.pt")
     assert 5 <= at < 30
 
-    log = run_pretrain(corpus, save_dir, *TRAIN).stdout  # the same command again
+    log = run_pretrain(corpus, save_dir, *TRAIN).log  # the same command again
     assert f"Loaded checkpoint {save_dir}/checkpoint_last.pt (epoch 1 @ {at} updates)" in log
     records = train_records(log)
     assert int(records[0]["num_updates"]) == at + 1  # continued, not restarted from 0
@@ -250,7 +323,7 @@ def test_restore_file_of_another_run_loads_with_the_plugin(corpus, reference_run
     reference_dir, _ = reference_run
     restore = reference_dir / "checkpoint_1_30.pt"
     log = run_pretrain(corpus, tmp_path / "restored", f"checkpoint.restore_file={restore}",
-                       "optimization.max_update=31", "common.log_interval=1").stdout
+                       "optimization.max_update=31", "common.log_interval=1", "task.tokens_per_update=512").log
     assert "UnpicklingError" not in log
     assert f"Loaded checkpoint {restore} (epoch 1 @ 30 updates)" in log
     assert [int(r["num_updates"]) for r in train_records(log)] == [31]
@@ -281,8 +354,8 @@ def test_truncated_checkpoint_last_is_replaced_by_the_newest_intact_one(corpus, 
 @pytest.mark.slow
 def test_two_cpu_processes_train_one_model(corpus, tmp_path):
     log = run_pretrain(corpus, tmp_path / "ddp", "optimization.max_update=3", "common.log_interval=1",
-                       NPROC_PER_NODE="2", TOTAL_BATCH="16").stdout
-    assert "16 sequences per update (TOTAL_BATCH) = dataset.batch_size 8 x 2 process(es) x update_freq 1" in log
+                       "task.tokens_per_update=1024", NPROC_PER_NODE="2").log
+    assert "1,024 tokens per update (task.tokens_per_update) = 16 sequences of n = 64 = dataset.batch_size 8 x 2 process(es) x update_freq 1" in log
     records = train_records(log)
     assert [int(r["num_updates"]) for r in records] == [1, 2, 3]
     assert all(int(float(r["bsz"])) == 16 for r in records)  # both processes' sentences in each update

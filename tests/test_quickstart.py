@@ -41,11 +41,16 @@ def last_valid(train_log):
     return json.loads(lines[-1].split("| valid | ", 1)[1])
 
 
-def test_every_stage_ran_and_the_output_says_where_to_look(finished):
+def test_every_stage_ran_and_the_console_stays_short(finished):
     out, log = finished
-    for stage in ("setup", "corpus", "pretrain_linformer", "pretrain_roberta", "finetune_data", "finetune", "results"):
-        assert re.search(rf"stage \d \({stage}\) finished", log), stage
+    for number, stage in enumerate(("corpus", "pretrain_linformer", "pretrain_roberta", "finetune_data", "finetune",
+                                    "results"), 1):
+        assert re.search(rf"\[{number}/6\] {stage}: finished in \d+ s", log), stage
+        assert os.path.getsize(out / "logs" / f"{stage}.log") > 0  # the details went there
     assert "tensorboard --logdir" in log and "results.md" in log
+    lines = log.splitlines()
+    assert len(lines) <= 60, log
+    assert not [line for line in lines if "DEBUG" in line or "Warning" in line or "| INFO |" in line], log
 
 
 def test_pretraining_table_holds_this_runs_numbers(finished):
@@ -76,15 +81,14 @@ def test_rerun_reuses_finished_stages(finished):
     out, _ = finished
     proc = quickstart(out)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "stage 3 (pretrain_linformer): done before, reusing" in proc.stdout
-    assert "fairseq_cli.train" not in proc.stdout  # nothing trained again
+    assert "[2/6] pretrain_linformer: done before, reused" in proc.stdout
+    assert "finished in" not in proc.stdout.replace("[6/6] results: finished in", "")  # only the tables again
 
 
 def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
     (tmp_path / ".done").mkdir()
-    for stage in ("setup", "corpus"):
-        (tmp_path / ".done" / stage).touch()  # "done", but the corpus is missing: pretraining fails
+    (tmp_path / ".done" / "corpus").touch()  # "done", but the corpus is missing: pretraining fails
     proc = quickstart(tmp_path)
     assert proc.returncode != 0
-    assert f"Its log: {tmp_path}/logs/pretrain_linformer.log" in proc.stdout
+    assert f"[2/6] pretrain_linformer FAILED (exit status 2). Its log: {tmp_path}/logs/pretrain_linformer.log" in proc.stdout
     assert "resume (finished stages are kept) with: bash scripts/quickstart.sh --fast" in proc.stdout

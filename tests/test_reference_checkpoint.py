@@ -14,9 +14,9 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from cli_runner import run
+from linformer_fairseq.cli.reference_linformer import REFERENCE_DIR
 from linformer_fairseq.models.linformer_roberta import LinformerModel
-from reference_linformer import REFERENCE_DIR
+from tests.cli_runner import run
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_reference_checkpoint_gives_same_features_and_logits(mlm_data, tmp_path,
 
 @pytest.fixture(scope="module")
 def our_checkpoint(mlm_data, tmp_path_factory):
-    from model_factory import PLUGIN_DIR
+    from tests.model_factory import PLUGIN_DIR
 
     save = tmp_path_factory.mktemp("ours")
     log = run("fairseq-train", mlm_data, "--user-dir", PLUGIN_DIR, *TRAIN, "--arch", "linformer_roberta_tiny",
@@ -115,11 +115,11 @@ def test_checkpoint_loading_keeps_weights_only_safety(our_checkpoint, tmp_path):
 
 def test_from_pretrained_finds_the_sentencepiece_model_and_encodes_text(tmp_path):
     """The user's path: data_prep output + a pretraining run -> hub.encode("text") -> features."""
-    from model_factory import PLUGIN_DIR
+    from tests.model_factory import PLUGIN_DIR
 
     corpus, prepared, save = tmp_path / "text", tmp_path / "prepared", tmp_path / "ckpt"
-    for module, args in (("data_prep.sample_corpus", ["--out", corpus]),
-                         ("data_prep.pretraining_corpus", ["--source", corpus, "--out", prepared, "--shards", 1,
+    for module, args in (("linformer_data_prep.sample_corpus", ["--out", corpus]),
+                         ("linformer_data_prep.pretraining_corpus", ["--source", corpus, "--out", prepared, "--shards", 1,
                                                            "--valid-docs", 8, "--vocab-size", 600,
                                                            "--max-line-tokens", 62])):
         subprocess.run([sys.executable, "-m", module, *map(str, args)], check=True, capture_output=True,

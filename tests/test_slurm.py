@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import SlurmCluster, SlurmUnavailable, install_slurm
+from tests.slurm_cluster import SlurmCluster, SlurmUnavailable, install_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from cli_runner import run, train_losses
-from model_factory import PLUGIN_DIR
+from tests.cli_runner import run, train_losses
+from tests.model_factory import PLUGIN_DIR
 
 pytestmark = pytest.mark.slow
 

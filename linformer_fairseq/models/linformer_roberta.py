@@ -15,9 +15,11 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import (
     RobertaEncoder,
     RobertaModel,
-    base_architecture as roberta_base_architecture,
     init_bert_params,
     roberta_large_architecture,
+)
+from fairseq.models.roberta import (
+    base_architecture as roberta_base_architecture,
 )
 from fairseq.utils import safe_getattr, safe_hasattr
 

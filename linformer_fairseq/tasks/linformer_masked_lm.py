@@ -10,15 +10,22 @@ Data loading, blocking and masking are fairseq's (``MaskedLMTask``, ``MaskTokens
   dictionary's tokens are SentencePiece pieces, and a piece starting with "▁" begins a word;
 * sharded data (``--data shard0:shard1:...``, one shard per epoch): every shard's ``dict.txt`` must
   equal the first one's, since only the first is loaded;
+* blocks too long to train on: a line longer than a block (a corpus prepared with a larger
+  ``--max-line-tokens`` than ``--tokens-per-sample`` allows) becomes a block of its own that fairseq
+  skips with only a warning; when that is more than 1% of a split's blocks the task stops, naming
+  the preparation setting and the training flag;
+* ``tokens_per_update``: the batch as tokens per optimizer update, which the launcher turns into
+  sequences per update and ``update_freq`` at any n (fairseq itself does not read it);
 * the default criterion is ``masked_lm_with_accuracy`` (fairseq's loss plus masked-token
   accuracy): it replaces fairseq's global default ``cross_entropy``, which does not fit MLM (it
   projects every token and divides by all tokens), when no other criterion is given.
 """
 
-import itertools
+import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,10 +35,13 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import DictConfig, OmegaConf
 
+from ..dictionaries import check_shard_dictionaries
+
 logger = logging.getLogger(__name__)
 
 WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a new whitespace-separated word
 DEFAULT_CRITERION = "masked_lm_with_accuracy"
+MAX_DROPPED_BLOCKS = 0.01  # the share of over-long blocks a split may lose before the task stops
 
 
 @dataclass
@@ -40,6 +50,12 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
         default=False,
         metadata={"help": "mask all pieces of a word together; words are read off the SentencePiece "
                   "dictionary (a piece starting with '\u2581' begins a word), no --bpe needed"},
+    )
+    tokens_per_update: Optional[int] = field(
+        default=None,
+        metadata={"help": "tokens per optimizer update (sequences per update x tokens_per_sample); "
+                  "scripts/pretrain.sh derives sequences per update and update_freq from it, the same at "
+                  "every n. fairseq itself does not read it"},
     )
 
 
@@ -57,28 +73,15 @@ def sentencepiece_word_starts(dictionary: Dictionary) -> torch.Tensor:
     return torch.ByteTensor([begins_word(i) for i in range(len(dictionary))])
 
 
-def check_shard_dictionaries(paths):
-    """Every shard's dict.txt must be byte-identical to the first shard's."""
-    first = os.path.join(paths[0], "dict.txt")
-    if not os.path.isfile(first):
-        raise FileNotFoundError(f"--data {paths[0]}: no dict.txt in the first data directory ({first})")
-    with open(first, "rb") as f:
-        expected = f.read()
-    for path in paths[1:]:
-        other = os.path.join(path, "dict.txt")
-        if not os.path.isfile(other):
-            raise FileNotFoundError(f"--data shard {path}: no dict.txt ({other}); every shard needs the "
-                                    f"dictionary of the first, {first}")
-        with open(other, "rb") as f:
-            found = f.read()
-        if found != expected:
-            pairs = itertools.zip_longest(expected.decode("utf-8", "replace").splitlines(),
-                                          found.decode("utf-8", "replace").splitlines())
-            line, (want, got) = next(((n, p) for n, p in enumerate(pairs, 1) if p[0] != p[1]),
-                                     (0, ("(same lines)", "(different line endings or bytes)")))
-            raise ValueError(f"--data shard {path}: {other} differs from {first} at line {line} "
-                             f"({got!r} instead of {want!r}); all shards must be binarized with the "
-                             "same dictionary (fairseq-preprocess --srcdict)")
+def prepared_max_line_tokens(shard: str) -> Optional[int]:
+    """``--max-line-tokens`` of the data preparation that wrote ``shard`` (OUT/data-bin/shardI ->
+    OUT/prep_info.json), or None when the shard was made otherwise."""
+    info = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(shard))), "prep_info.json")
+    try:
+        with open(info) as f:
+            return int(json.load(f)["settings"]["max_line_tokens"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @register_task("linformer_masked_lm", dataclass=LinformerMaskedLMConfig)
@@ -111,6 +114,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         # As MaskedLMTask.load_dataset, with the word starts taken from the dictionary: fairseq's
         # builds them from --bpe, which the task config does not carry.
         dataset = self._load_dataset_split(split, epoch, combine)
+        self.check_block_sizes(split, dataset.sizes, epoch)
         src_dataset, tgt_dataset = MaskTokensDataset.apply_mask(
             dataset,
             self.source_dictionary,
@@ -134,6 +138,24 @@ class LinformerMaskedLMTask(MaskedLMTask):
             target_dataset = RightPadDataset(tgt_dataset, pad_idx=self.source_dictionary.pad())
             dataset = self._regular_dataset(src_dataset, target_dataset)
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
+
+    def check_block_sizes(self, split, sizes, epoch=1):
+        """Stop when more than 1% of the blocks are longer than --tokens-per-sample (fairseq drops them)."""
+        n = self.cfg.tokens_per_sample
+        too_long = int((sizes > n).sum())
+        if not len(sizes) or too_long <= MAX_DROPPED_BLOCKS * len(sizes):
+            return
+        paths = utils.split_paths(self.cfg.data)
+        shard = paths[(epoch - 1) % len(paths)]
+        prepared = prepared_max_line_tokens(shard)
+        cause = (f"the corpus was prepared with --max-line-tokens {prepared} (lines of up to {prepared} tokens, "
+                 f"so blocks of up to {prepared + 2} with <s> and </s>)" if prepared else
+                 "its lines are longer than a block")
+        raise ValueError(
+            f"--data {shard}, split {split}: {too_long} of {len(sizes)} blocks ({100 * too_long / len(sizes):.1f}%) are "
+            f"longer than --tokens-per-sample (task.tokens_per_sample) {n} and would be skipped: {cause}. Prepare "
+            f"the corpus again with --max-line-tokens {n - 2}, or train with --tokens-per-sample "
+            f"{max(n, (prepared or 0) + 2)} or more")
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)

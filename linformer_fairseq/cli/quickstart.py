@@ -1,0 +1,110 @@
+"""The whole pipeline on embedded data, on a CPU, in minutes (``bash scripts/quickstart.sh`` runs this).
+
+    linformer-quickstart [--clean] [--fast] [--out DIR]
+
+Stages, each logged to OUT/logs/STAGE.log and reused by the next run once finished:
+corpus (the Python documentation every CPython carries, a SentencePiece model learned on it,
+binarized), masked-LM pretraining of the small Linformer (n = 128, k = 32) and of the same-size
+RoBERTa, the SST-2-format sample encoded, fine-tuning the Linformer on it with evaluation, and the
+tables and plots. With so little data and so few updates the numbers show that the pipeline works,
+not what Linformer can do.
+
+Environment: PRETRAIN_UPDATES, FINETUNE_UPDATES (defaults 300 and 120; --fast: 20 and 6).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from .logs import setup_logging
+from .paths import REPOSITORY
+from .stages import StageFailed, Stages
+
+NEEDED_BYTES = 1 << 30  # every stage needs well under 1 GiB
+
+
+def tool(module: str, *args) -> list:
+    """A command running one of our tools with this interpreter."""
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="linformer-quickstart", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clean", action="store_true", help="start over (delete OUT first)")
+    parser.add_argument("--fast", action="store_true", help="fewest updates (the test suite's setting)")
+    parser.add_argument("--out", default=os.path.join(REPOSITORY, "quickstart_output"), help="where everything goes")
+    args = parser.parse_args(argv)
+    setup_logging()
+    out = os.path.abspath(args.out)
+    pretrain_updates = int(os.environ.get("PRETRAIN_UPDATES") or (20 if args.fast else 300))
+    finetune_updates = int(os.environ.get("FINETUNE_UPDATES") or (6 if args.fast else 120))
+    if args.clean and os.path.exists(out):
+        print(f"--clean: removing {out}")
+        shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
+    free = shutil.disk_usage(out).free
+    if free < NEEDED_BYTES:
+        print(f"only {free >> 20} MiB free on the disk of {out}; need 1 GiB. Free some space or use --out elsewhere.",
+              file=sys.stderr)
+        return 1
+    resume = f"bash scripts/quickstart.sh{' --fast' if args.fast else ''} --out {out}"
+    # a CPU pipeline, also on a GPU machine; two threads per process unless told otherwise
+    stages = Stages(out, total=6, resume=resume,
+                    env=dict(os.environ, CPU="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2")))
+    data = os.path.join(out, "corpus", "data-bin", "DATA_PATH")
+    every = {"pretrain": max(pretrain_updates // 5, 1), "finetune": max(finetune_updates // 6, 1)}
+    pretrain_overrides = [f"optimization.max_update={pretrain_updates}",
+                          f"checkpoint.save_interval_updates={max(pretrain_updates // 2, 1)}",
+                          f"dataset.validate_interval_updates={every['pretrain']}"]
+    run_dir = os.path.join(out, "runs", "linformer_small", "sst2", "seed1_lr1e-04")
+    try:
+        stages.run("corpus", "a real-text corpus from Python's bundled documentation, SentencePiece, binarized", [
+            tool("linformer_data_prep.sample_corpus", "--out", os.path.join(out, "corpus_text")),
+            tool("linformer_data_prep.pretraining_corpus", "--source", os.path.join(out, "corpus_text"),
+                 "--out", os.path.join(out, "corpus"), "--shards", 1, "--valid-docs", 12, "--vocab-size", 2000,
+                 "--max-line-tokens", 126)])
+        for name, config, what in (("linformer", "small_n128_k32", "linformer_roberta_small (n=128, k=32)"),
+                                   ("roberta", "roberta_small_n128", "roberta_small, fairseq's full attention")):
+            stages.run(f"pretrain_{name}", f"masked-LM pretraining of {what}, {pretrain_updates} updates",
+                       [tool("linformer_fairseq.cli.pretrain", "--verbose", config, data,
+                             os.path.join(out, "pretrain", name), *pretrain_overrides)],
+                       updates=pretrain_updates)
+        stages.run("finetune_data", "the SST-2-format sample (sample_data/SST-2) encoded with the corpus's SentencePiece", [
+            tool("linformer_data_prep.finetune_data", "--task", "sst2", "--source",
+                 os.path.join(REPOSITORY, "sample_data", "SST-2"), "--tokenizer-dir", os.path.join(out, "corpus"),
+                 "--out", os.path.join(out, "sst2"), "--max-positions", 128)])
+        stages.env.update(CONFIG="tiny", DATA_DIR=os.path.join(out, "sst2"), RUN_DIR=run_dir)
+        stages.run("finetune", f"fine-tuning the pretrained Linformer on the sample, {finetune_updates} updates, "
+                   "then evaluation", [
+                       tool("linformer_fairseq.cli.finetune", "--verbose", "sst2",
+                            os.path.join(out, "pretrain", "linformer", "checkpoint_last.pt"),
+                            f"optimization.max_update={finetune_updates}",
+                            f"checkpoint.save_interval_updates={max(finetune_updates // 3, 1)}",
+                            f"dataset.validate_interval_updates={every['finetune']}")],
+                   updates=finetune_updates)
+        results = os.path.join(out, "results")
+        stages.run("results", "the tables and plots", [
+            tool("linformer_fairseq.cli.compare_pretraining", f"{out}/pretrain/linformer=Linformer",
+                 f"{out}/pretrain/roberta=RoBERTa", "--out", results),
+            tool("linformer_fairseq.cli.collect_results", os.path.join(out, "runs"), "--out", results)], always=True)
+    except StageFailed as failure:
+        print(failure, file=sys.stderr)
+        return 1
+    print(f"""
+Where to look:
+  pretraining, Linformer vs RoBERTa (perplexity, words/s): {results}/pretraining.md
+  pretraining curves (MLM loss and perplexity):            {results}/pretraining_curves.png
+  fine-tuning results in the paper's Table 2 layout:       {results}/results.md
+  fine-tuning validation curves:                           {results}/curves.png
+  logs of each stage:                                      {out}/logs/
+  TensorBoard:  tensorboard --logdir {out}
+""")
+    with open(os.path.join(results, "pretraining.md")) as table:
+        print(table.read())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Resumable pipelines of stages with a quiet console: the quick start and the replication.
+
+Each stage runs its commands with all their output in ``OUT/logs/NAME.log``; the console shows a
+progress bar while a stage trains (fairseq's JSON records, when a command echoes them) and then one
+line: the stage, its time, what it did. A finished stage leaves ``OUT/.done/NAME`` and is reused by
+the next run; a failing stage prints the tail of its log, the log's path and the command that
+resumes, and stops the pipeline.
+"""
+
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+from .training_progress import Progress, run_logged, tail
+
+
+class StageFailed(RuntimeError):
+    """A stage's command failed; the message names its log and how to resume."""
+
+
+class Stages:
+    def __init__(self, out: str, total: int, resume: str, env: Optional[dict] = None):
+        self.out, self.total, self.resume = out, total, resume
+        self.env = env
+        self.number = 0
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        os.makedirs(os.path.join(out, ".done"), exist_ok=True)
+
+    def done(self, name: str) -> bool:
+        return os.path.exists(os.path.join(self.out, ".done", name))
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.out, "logs", f"{name}.log")
+
+    def run(self, name: str, description: str, commands: Sequence[List[str]], updates: Optional[int] = None,
+            always: bool = False) -> None:
+        """Run ``commands`` in order as stage ``name`` (skipped when done before, unless ``always``)."""
+        self.number += 1
+        label = f"[{self.number}/{self.total}] {name}"
+        if self.done(name) and not always:
+            print(f"{label}: done before, reused ({description})")
+            return
+        log = self.log_path(name)
+        started = time.monotonic()
+        for command in commands:
+            progress = Progress(label, total=updates) if updates else None
+            status = run_logged(command, log, env=self.env, progress=progress)
+            if status != 0:
+                sys.stdout.flush()
+                print(tail(log), file=sys.stderr, end="")
+                raise StageFailed(f"{label} FAILED (exit status {status}). Its log: {log}\n"
+                                  f"After fixing the cause, resume (finished stages are kept) with: {self.resume}")
+        if not always:
+            open(os.path.join(self.out, ".done", name), "w").close()
+        print(f"{label}: finished in {time.monotonic() - started:.0f} s ({description}; log: {log})")

@@ -1,0 +1,114 @@
+"""Run fairseq (or any tool) with its whole output in a log file and only a progress bar on the console.
+
+fairseq logs one JSON record per interval (``--log-format json``): ``... | train_inner | {...}`` and
+``... | valid | {...}``. The bar follows ``num_updates`` of those records and shows the latest loss
+and validation perplexity; the log file keeps every line. On failure the caller prints the log's
+tail and path (:func:`tail`).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from tqdm import tqdm
+
+_RECORD = re.compile(r"\| (train_inner|train|valid) \| (\{.*\})\s*$")
+
+
+def parse_record(line: str):
+    """(kind, record) of a fairseq JSON log line, or None."""
+    match = _RECORD.search(line)
+    if not match:
+        return None
+    try:
+        return match.group(1), json.loads(match.group(2))
+    except ValueError:
+        return None
+
+
+def records(log_path: str, kind: str) -> List[dict]:
+    """Every record of ``kind`` (train_inner, train, valid) in a fairseq log, in order."""
+    found = []
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            parsed = parse_record(line)
+            if parsed and parsed[0] == kind:
+                found.append(parsed[1])
+    return found
+
+
+@dataclass
+class Progress:
+    """What the console shows: a bar over updates (``total``) with the latest numbers."""
+    description: str
+    total: Optional[int] = None
+    enabled: bool = True
+    latest: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # disable=None: no bar when the console is not a terminal (CI, log files)
+        self.bar = tqdm(total=self.total, desc=self.description, unit="upd", disable=None if self.enabled else True,
+                        leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def feed(self, line: str) -> None:
+        parsed = parse_record(line)
+        if parsed is None:
+            return
+        kind, record = parsed
+        if kind == "train_inner":
+            self.latest["loss"] = record.get("loss", "?")
+            self._advance(record.get("num_updates"))
+        elif kind == "valid":
+            self.latest["valid_ppl"] = record.get("valid_ppl", "?")
+            self._advance(record.get("valid_num_updates"))
+        self.bar.set_postfix(self.latest, refresh=False)
+
+    def _advance(self, updates) -> None:
+        try:
+            updates = int(float(updates))
+        except (TypeError, ValueError):
+            return
+        if updates > self.bar.n:
+            self.bar.update(updates - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = None, cwd: Optional[str] = None,
+               progress: Optional[Progress] = None, echo: bool = False) -> int:
+    """Run ``command`` with stdout and stderr appended to ``log_path``; returns its exit status.
+
+    ``echo`` also copies every line to the console (``--verbose``)."""
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    with open(log_path, "a", buffering=1, errors="replace") as log:
+        process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace", env=env, cwd=cwd, bufsize=1)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                if echo:
+                    sys.stdout.write(line)
+                if progress is not None:
+                    progress.feed(line)
+        except BaseException:  # Ctrl-C: stop the child too, then let the caller see the interrupt
+            process.kill()
+            raise
+        finally:
+            status = process.wait()
+            if progress is not None:
+                progress.close()
+    return status
+
+
+def tail(log_path: str, lines: int = 15) -> str:
+    """The last ``lines`` lines of a log, for an error message."""
+    try:
+        with open(log_path, errors="replace") as log:
+            return "".join(log.readlines()[-lines:])
+    except OSError:
+        return ""

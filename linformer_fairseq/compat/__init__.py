@@ -1,0 +1,43 @@
+"""Every change this plugin makes to fairseq's and torch's behaviour, applied in one place.
+
+``apply()`` runs when the plugin is imported (``--user-dir`` does that): it stops with a clear
+message on a fairseq version the patches were not written for, then makes each change once:
+
+* ``safe_globals``: fairseq checkpoints load on torch >= 2.6 with weights-only loading kept on;
+* ``broadcast``: multi-worker resume on torch >= 2.6 (rank 0 sends the checkpoint to the others);
+* ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo).
+
+Each replaced function is listed in ``PATCHES`` with the signature it was written against; a
+replaced function whose signature differs is refused too. Set
+``LINFORMER_ALLOW_FAIRSEQ_VERSION=1`` to try another fairseq version at your own risk.
+"""
+
+import os
+
+import fairseq
+
+from . import broadcast, cpu_distributed, safe_globals
+from .patch import IncompatibleFairseq, Patch
+
+# fairseq 0.12.2 (PyPI), ve-fairseq 0.12.3 (its 3.11/3.12 wheels), fairseq-fixed 0.12.3.1 (>= 3.13)
+SUPPORTED_FAIRSEQ = ("0.12.2", "0.12.3", "0.12.3.1")
+PATCHES = [*broadcast.PATCHES, *cpu_distributed.PATCHES]
+
+
+def check_fairseq_version(version: str = fairseq.__version__) -> None:
+    if version in SUPPORTED_FAIRSEQ or os.environ.get("LINFORMER_ALLOW_FAIRSEQ_VERSION") == "1":
+        return
+    raise IncompatibleFairseq(
+        f"fairseq {version} is installed, but linformer_fairseq's fairseq patches (linformer_fairseq/compat/) "
+        f"are written for fairseq {', '.join(SUPPORTED_FAIRSEQ)}: install one of those (pip install "
+        "ve-fairseq==0.12.3 on Python 3.11/3.12), or set LINFORMER_ALLOW_FAIRSEQ_VERSION=1 to try anyway")
+
+
+def apply() -> None:
+    check_fairseq_version()
+    safe_globals.allow_fairseq_checkpoint_globals()
+    for patch in PATCHES:
+        patch.apply()
+
+
+__all__ = ["IncompatibleFairseq", "PATCHES", "Patch", "SUPPORTED_FAIRSEQ", "apply", "check_fairseq_version"]

@@ -1,0 +1,45 @@
+"""linformer_fairseq/compat: the fairseq patches are applied once, refuse a fairseq they were not
+written for, and the functions they replace still have the signatures they were written against."""
+
+import inspect
+
+import pytest
+
+import linformer_fairseq
+from linformer_fairseq import compat
+from linformer_fairseq.compat.patch import IncompatibleFairseq, Patch
+
+
+@pytest.mark.parametrize("patch", compat.PATCHES, ids=lambda p: p.where)
+def test_each_replaced_function_has_the_signature_the_patch_expects(patch):
+    assert patch.original is not None and getattr(patch.owner, patch.name) is patch.replacement
+    assert str(inspect.signature(patch.original)) == patch.signature
+
+
+def test_a_second_apply_does_not_wrap_the_wrappers():
+    before = {patch.where: getattr(patch.owner, patch.name) for patch in compat.PATCHES}
+    compat.apply()
+    assert {patch.where: getattr(patch.owner, patch.name) for patch in compat.PATCHES} == before
+    assert all(patch.original is not patch.replacement for patch in compat.PATCHES)
+
+
+def test_an_unknown_fairseq_version_is_refused_by_name(monkeypatch):
+    monkeypatch.delenv("LINFORMER_ALLOW_FAIRSEQ_VERSION", raising=False)
+    with pytest.raises(IncompatibleFairseq, match=r"fairseq 0.13.0 is installed, but .* written for fairseq 0.12.2"):
+        compat.check_fairseq_version("0.13.0")
+    monkeypatch.setenv("LINFORMER_ALLOW_FAIRSEQ_VERSION", "1")
+    compat.check_fairseq_version("0.13.0")
+    assert linformer_fairseq  # the plugin imported with the installed version
+
+
+def test_a_changed_signature_is_refused_by_name():
+    class Owner:
+        @staticmethod
+        def call_main(cfg, main, extra, **kwargs):
+            pass
+
+    patch = Patch(Owner, "call_main", lambda cfg, main, **kwargs: None, "(cfg, main, **kwargs)", "do something")
+    with pytest.raises(IncompatibleFairseq, match=r"call_main\(cfg, main, extra, \*\*kwargs\) is not "
+                                                  r"call_main\(cfg, main, \*\*kwargs\)"):
+        patch.apply()
+    assert Owner.call_main is not patch.replacement
