@@ -287,11 +287,13 @@ def test_failure_mid_shard_leaves_it_incomplete_and_a_rerun_finishes_it(tmp_path
     # a run killed after the rename but before the marker, with its temporary left behind
     os.remove(shard1 / "COMPLETE")
     (shard1 / "train.bin").write_bytes(b"garbage")
-    (shard1.parent / ".shard1.tmp-999999").mkdir()
+    dead, live = shard1.parent / ".shard1.tmp-999999-0badc0de", shard1.parent / f".shard1.tmp-{os.getppid()}-0badc0de"
+    dead.mkdir()
+    live.mkdir()  # another writer's, still running: not ours to remove
     os.remove(out / "prep_info.json")
     run_prep(corpus, out, *flags)
     assert is_complete(shard1) and (shard1 / "train.bin").read_bytes() != b"garbage"
-    assert not (shard1.parent / ".shard1.tmp-999999").exists()
+    assert not dead.exists() and live.exists()
     assert (shard0 / "COMPLETE").stat().st_mtime_ns == shard0_marker
 
 
@@ -358,7 +360,7 @@ def test_check_shards_names_the_shard_whose_dictionary_differs(prepared, tmp_pat
     dictionary = (copy / "shard2/dict.txt").read_text().splitlines()
     dictionary[3], dictionary[4] = dictionary[4], dictionary[3]
     (copy / "shard2/dict.txt").write_text("\n".join(dictionary) + "\n")
-    with pytest.raises(DataPrepError, match=r"shard2/dict.txt differs from .*shard0/dict.txt \(line 4"):
+    with pytest.raises(DataPrepError, match=r"shard2/dict.txt differs from .*shard0/dict.txt at line 4"):
         check_shards(":".join(map(str, shards)))
     os.remove(copy / "shard1/train.idx")
     with pytest.raises(DataPrepError, match=r"shard1/train.idx: missing"):

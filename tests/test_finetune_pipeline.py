@@ -264,12 +264,12 @@ def test_finetune_at_longer_n_than_pretraining(pretrained, task_data, tmp_path):
 def test_bad_arguments_are_refused_with_a_clear_message(pretrained, task_data, tmp_path):
     proc = subprocess.run(["bash", FINETUNE, "mnli", str(pretrained[1])], env=_env(DATA_DIR="x", RUN_DIR="y"),
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "unknown TASK 'mnli'" in proc.stderr and "usage:" in proc.stderr
+    assert proc.returncode != 0 and "invalid choice: 'mnli'" in proc.stderr and "usage:" in proc.stderr
     proc = subprocess.run(["bash", FINETUNE, "sst2", str(pretrained[1])], env=_env(RUN_DIR=str(tmp_path / "r")),
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "DATA_DIR" in proc.stderr
     proc = finetune("sst2", pretrained[1], task_data["sst2"], tmp_path / "r", "task.data=/elsewhere", check=False)
-    assert proc.returncode != 0 and "task.data is set by finetune.sh from DATA_DIR" in proc.stdout
+    assert proc.returncode != 0 and "task.data is set by the launcher from DATA_DIR" in proc.stdout
     # data of another task
     proc = finetune("qnli", pretrained[1], task_data["sst2"], tmp_path / "wrong", check=False)
     assert proc.returncode != 0 and "meta.json says task 'sst2', not 'qnli'" in proc.stdout

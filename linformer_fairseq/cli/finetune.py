@@ -345,8 +345,8 @@ def launch(task, checkpoint, overrides, env, verbose=False) -> int:
             log.write(f"finetune: {message}\n")
 
     status = previous_run(run_dir, task, checkpoint)
-    if status == "finished":
-        say(f"{run_dir} already finished (run.json); nothing to do")
+    if status == "finished":  # said on the console only: a finished run's files stay untouched
+        print(f"finetune: {run_dir} already finished (run.json); nothing to do", file=sys.stderr)
         return 0
     if status is not None:
         say(f"resuming {run_dir} (status was {status})")
