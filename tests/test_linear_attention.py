@@ -244,3 +244,26 @@ def test_fused_path_matches_explicit_softmax_in_bfloat16(projection):
     fast64, _ = attention(x.double(), None, None, key_padding_mask=mask)
     torch.testing.assert_close(fast64, exact64, rtol=1e-12, atol=1e-12)
 
+
+def test_projection_free_is_efficient_attention_of_shen_et_al():
+    """softmax over features of Q times (softmax over positions of K)ᵀ V, per head, written here
+    with einsum; padded keys are left out of the softmax over positions."""
+    attention = ProjectionFreeAttention(EMBED, HEADS).double().eval()
+    n, bsz, d = 11, 3, EMBED // HEADS
+    x = torch.randn(n, bsz, EMBED, dtype=torch.float64)
+    mask = torch.zeros(bsz, n, dtype=torch.bool)
+    mask[1, 7:] = True  # right padding
+    mask[2, :4] = True  # left padding
+    got, _ = attention(x, x, x, key_padding_mask=mask)
+
+    def heads(proj):
+        return torch.einsum("tbc,oc->tbo", x, proj.weight).add(proj.bias).view(n, bsz, HEADS, d)  # (n, B, H, d)
+
+    q, k, v = heads(attention.q_proj), heads(attention.k_proj), heads(attention.v_proj)
+    q = q.exp() / q.exp().sum(-1, keepdim=True)  # softmax over the d features of each query
+    k = k.exp() * (~mask).view(bsz, 1, 1, n).permute(3, 0, 1, 2)  # exp, zero at pads
+    k = k / k.sum(0, keepdim=True)  # softmax over positions, real ones only
+    context = torch.einsum("tbhi,tbhj->bhij", k, v)  # softmax(K)ᵀ V: (B, H, d, d)
+    heads_out = torch.einsum("tbhi,bhij->tbhj", q, context).reshape(n, bsz, EMBED)
+    expected = torch.einsum("tbc,oc->tbo", heads_out, attention.out_proj.weight) + attention.out_proj.bias
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

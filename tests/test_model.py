@@ -199,6 +199,26 @@ def test_convolution_kernels_are_resampled_for_a_longer_model(data_dir):
     assert torch.isfinite(long(tokens)[0]).all()
 
 
+def test_projection_free_is_named_as_shen_et_al_everywhere():
+    import argparse
+    import os
+
+    from linformer_fairseq.models.linformer_options import add_linformer_args
+    from linformer_fairseq.modules import projection_free
+
+    sentence = ("`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): that is Shen "
+                "et al. 2018, 'Efficient Attention: Attention with Linear Complexities', used as our reading of "
+                "Verma's method ('Revisiting Linformer with a modified self-attention with linear complexity'), "
+                "whose paper is not public beyond its abstract.")
+    parser = argparse.ArgumentParser()
+    add_linformer_args(parser)
+    option = next(a for a in parser._actions if "--attention-variant" in a.option_strings)
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme, encoding="utf-8") as f:
+        readme_text = " ".join(f.read().split())
+    for text in (projection_free.__doc__, option.help, readme_text):
+        assert sentence in " ".join(text.split())
+
 
 PROJECTION_FLAGS = {
     "linear": ["--compressed-dim", 8],

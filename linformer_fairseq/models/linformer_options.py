@@ -32,9 +32,12 @@ def add_linformer_args(parser: argparse.ArgumentParser) -> None:
                         "depthwise Conv1d along positions, one kernel per channel, no bias, no channel mixing; "
                         "kernel = stride = ceil(n/k) for the last three (default linear)")
     parser.add_argument("--attention-variant", choices=VARIANTS,
-                        help="'linformer', or 'projection_free': softmax(Q) (softmax(K)^T V), no k and "
-                        "no max length of its own (our reading of Verma, 'Revisiting Linformer'); "
-                        "learned positional embeddings still end at --max-positions")
+                        help="'linformer', or 'projection_free', which has no k and no max length of its own "
+                        "(learned positional embeddings still end at --max-positions). "
+                        "`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): "
+                        "that is Shen et al. 2018, 'Efficient Attention: Attention with Linear Complexities', "
+                        "used as our reading of Verma's method ('Revisiting Linformer with a modified "
+                        "self-attention with linear complexity'), whose paper is not public beyond its abstract.")
 
 
 def set_linformer_defaults(args: argparse.Namespace) -> None:

@@ -1,13 +1,10 @@
 """A linear attention that needs no projected dimension k and no maximum length.
 
-Our reading of Verma, "Revisiting Linformer with a modified self-attention with linear
-complexity" (only its abstract is public): per head,
+`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): that is Shen et al. 2018, 'Efficient Attention: Attention with Linear Complexities', used as our reading of Verma's method ('Revisiting Linformer with a modified self-attention with linear complexity'), whose paper is not public beyond its abstract.
 
-    out = softmax_over_features(Q) @ (softmax_over_positions(K)^T @ V)
-
-``K^T V`` is a head_dim x head_dim summary of the whole sequence, so the cost is O(n d^2) with
-no k, and any length works. Padded keys are excluded from the softmax over positions, which makes
-the output at real positions independent of padding.
+Per head, ``softmax_over_positions(K)ᵀ V`` is a d x d summary of the whole sequence, so the cost
+is O(n d²) with no k, and any length works. Padded keys are excluded from the softmax over
+positions, which makes the output at real positions independent of padding.
 """
 
 
