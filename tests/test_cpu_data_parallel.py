@@ -6,7 +6,6 @@ accumulated the same two batches with --update-freq 2. Independent workers (no a
 workers that saw the same batch would both fail that comparison.
 """
 
-import os
 import re
 import textwrap
 

@@ -1,24 +1,45 @@
 """MultiheadLinearAttention against fairseq's reference, and its padding correctness.
 
 Equivalence is checked in float64, where the two implementations differ only by the order of
-floating-point operations (we compress K and V in one stacked product, the reference in two), so
-outputs agree to ~1e-12; we allow 1e-9. The padding tests run in float32 at 1e-5: the padded run
-sums the same products plus exact zeros, so only summation order differs.
+floating-point operations (we compress K and V in one stacked product, the reference in two, and
+our attention is PyTorch's fused kernel), so outputs agree to ~1e-12; we allow 1e-9. The
+reference computes its softmax in float32 whatever the input (``fairseq.utils.softmax``), which
+alone costs ~1e-8 in float64; these tests let it use the input's dtype (fixture below). The
+padding tests run in float32 at 1e-5: the padded run sums the same products plus exact zeros, so
+only summation order differs.
 """
 
 import itertools
+from copy import deepcopy
 
 import pytest
 import torch
+import torch.nn.functional as F
+from fairseq import utils as fairseq_utils
 from torch import nn
 
 from linformer_fairseq.cli.reference_linformer import reference_attention_class
-from linformer_fairseq.modules import MultiheadLinearAttention, pack_padding
+from linformer_fairseq.modules import (
+    LinearSharedAcrossHeads,
+    MultiheadLinearAttention,
+    PerHead,
+    ProjectionFreeAttention,
+    SharedAcrossHeads,
+    pack_padding,
+)
 from linformer_fairseq.modules.projections import LinearProjection
 
 ReferenceAttention = reference_attention_class()
 
 EMBED, HEADS, MAX_POS = 32, 4, 24
+
+
+@pytest.fixture(autouse=True)
+def _reference_softmax_in_input_dtype(monkeypatch):
+    def softmax(x, dim, onnx_trace=False):
+        return F.softmax(x, dim=dim, dtype=torch.promote_types(x.dtype, torch.float32))
+
+    monkeypatch.setattr(fairseq_utils, "softmax", softmax)
 
 
 def reference_and_ours(compressed, shared_kv, layerwise, freeze):
@@ -46,6 +67,95 @@ def test_matches_reference_on_unpadded_input(compressed, shared_kv, layerwise, f
     expected, _ = ref(x, x, x, need_weights=False)
     got, _ = ours(x, x, x, need_weights=False)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("need_head_weights", [False, True])
+def test_attention_weights_match_reference(need_head_weights):
+    """Asking for the weights takes the explicit softmax path; outputs and weights are the reference's."""
+    ref, ours = reference_and_ours(3, 0, 0, 0)
+    x = torch.randn(MAX_POS, 2, EMBED, dtype=torch.float64)
+    expected, expected_weights = ref(x, x, x, need_weights=True, need_head_weights=need_head_weights)
+    got, weights = ours(x, x, x, need_weights=True, need_head_weights=need_head_weights)
+    assert weights.shape == ((HEADS,) if need_head_weights else ()) + (2, MAX_POS, MAX_POS // 3)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(weights, expected_weights, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("projection,per_head,shared_kv,form", [
+    ("linear", False, False, LinearSharedAcrossHeads), ("linear", False, True, LinearSharedAcrossHeads),
+    ("conv", False, False, SharedAcrossHeads), ("mean_pool", False, False, SharedAcrossHeads),
+    ("linear", True, False, PerHead), ("conv", True, False, PerHead),
+])
+def test_key_value_compression_is_chosen_once_at_construction(projection, per_head, shared_kv, form):
+    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6, projection=projection,
+                                         per_head=per_head, shared_kv=shared_kv)
+    compression = attention.compress_keys_values
+    assert type(compression) is form
+    assert compression.compress_k is attention.compress_k
+    assert (compression.compress_v is compression.compress_k) == shared_kv
+    assert hasattr(attention, "compress_v") != shared_kv  # the reference's names: no compress_v when E = F
+    assert "compress_keys_values" not in dict(attention.named_children())
+    copy = deepcopy(attention)  # as fairseq's EMA does: the copy compresses with its own modules
+    assert copy.compress_keys_values.compress_k is copy.compress_k and copy.compress_keys_values.k_proj is copy.k_proj
+
+
+class _OpLog(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append((func.overloadpacket.__name__, [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("shared_kv", [False, True])
+def test_headwise_linear_compresses_k_and_v_in_one_product_without_copying_x(shared_kv):
+    """[E; F] @ X, X viewed as (n, B*C) in fairseq's time-first layout: one mm, X never copied."""
+    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=5, shared_kv=shared_kv)
+    x = torch.randn(MAX_POS, 3, EMBED)
+    log = _OpLog()
+    with torch.no_grad(), log:
+        attention.compress_keys_values(x, None)
+    products = [shapes for name, shapes in log.calls if name in ("mm", "matmul", "bmm")]
+    assert products == [[(5 if shared_kv else 10, MAX_POS), (MAX_POS, 3 * EMBED)]]
+    copies = [shapes for name, shapes in log.calls if name in ("clone", "copy_", "_to_copy", "contiguous")]
+    assert not any(shape == tuple(x.shape) or shape == (MAX_POS, 3 * EMBED) for shapes in copies for shape in shapes)
+
+
+def test_fused_attention_is_used_whenever_weights_are_not_requested(monkeypatch):
+    calls = []
+    fused = F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6)
+    x = torch.randn(10, 2, EMBED)
+    attention(x, x, x)
+    attention(x, x, x, need_weights=False)
+    assert len(calls) == 2 and calls[0]["scale"] == attention.scaling  # scale passed, q not multiplied
+    attention(x, x, x, need_weights=True)
+    attention(x, x, x, need_head_weights=True)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6),
+    lambda: ProjectionFreeAttention(EMBED, HEADS),
+], ids=["linformer", "projection_free"])
+def test_unknown_keyword_arguments_are_refused(make):
+    attention = make()
+    x = torch.randn(10, 2, EMBED)
+    mask = torch.zeros(2, 10, dtype=torch.bool)
+    # exactly what fairseq's TransformerEncoderLayer passes
+    attention(query=x, key=x, value=x, key_padding_mask=mask, need_weights=False, attn_mask=None)
+    with pytest.raises(TypeError, match="incremental_state"):
+        attention(x, x, x, incremental_state={})
+    with pytest.raises(TypeError, match="static_kv"):
+        attention(x, x, x, static_kv=True)
 
 
 @pytest.mark.parametrize("freeze", [0, 1])
@@ -77,9 +187,13 @@ def run_alone_and_padded(attention, lengths, total, left_pad, dtype=torch.float3
 
 
 @pytest.mark.parametrize("left_pad", [False, True])
-@pytest.mark.parametrize("shared_kv", [False, True])
-def test_padding_does_not_change_real_positions(left_pad, shared_kv):
-    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=5, shared_kv=shared_kv).eval()
+@pytest.mark.parametrize("projection,per_head,shared_kv", [
+    ("linear", False, False), ("linear", False, True), ("linear", True, False), ("mean_pool", False, False),
+    ("max_pool", False, False), ("conv", False, False), ("conv", True, False),
+])
+def test_padding_does_not_change_real_positions(left_pad, projection, per_head, shared_kv):
+    attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=5, projection=projection,
+                                         per_head=per_head, shared_kv=shared_kv).eval()
     lengths = [MAX_POS, 17, 9, 1]  # padding amounts 0, 7, 15, 23
     alone, padded = run_alone_and_padded(attention, lengths, MAX_POS, left_pad)
     for a, p in zip(alone, padded):
@@ -117,16 +231,41 @@ def test_pack_padding_moves_left_padding_to_the_right():
 
 
 @pytest.mark.parametrize("projection", ["linear", "mean_pool", "conv"])
-def test_sdpa_path_matches_explicit_math_in_bfloat16(projection):
-    """The fused path (default on CUDA) against the exact path, forced here on CPU; pooling and
-    convolution also exercise its mask of empty windows."""
+def test_fused_path_matches_explicit_softmax_in_bfloat16(projection):
+    """The fused path (weights not requested) against the explicit softmax (weights requested);
+    pooling and convolution also exercise the mask of windows that hold only padding."""
     attention = MultiheadLinearAttention(EMBED, HEADS, max_positions=MAX_POS, compressed_dim=6,
                                          projection=projection).eval()
     x = torch.randn(MAX_POS, 3, EMBED)
     mask = torch.zeros(3, MAX_POS, dtype=torch.bool)
     mask[1, 20:] = True
-    attention.use_sdpa = False
-    exact, _ = attention(x, x, x, key_padding_mask=mask)
-    attention.use_sdpa = True
+    exact, _ = attention(x, x, x, key_padding_mask=mask, need_weights=True)
     fast, _ = attention.to(torch.bfloat16)(x.bfloat16(), None, None, key_padding_mask=mask)
     torch.testing.assert_close(fast.float(), exact, rtol=0.05, atol=0.05)
+    exact64, _ = attention.double()(x.double(), None, None, key_padding_mask=mask, need_weights=True)
+    fast64, _ = attention(x.double(), None, None, key_padding_mask=mask)
+    torch.testing.assert_close(fast64, exact64, rtol=1e-12, atol=1e-12)
+
+
+def test_projection_free_is_efficient_attention_of_shen_et_al():
+    """softmax over features of Q times (softmax over positions of K)ᵀ V, per head, written here
+    with einsum; padded keys are left out of the softmax over positions."""
+    attention = ProjectionFreeAttention(EMBED, HEADS).double().eval()
+    n, bsz, d = 11, 3, EMBED // HEADS
+    x = torch.randn(n, bsz, EMBED, dtype=torch.float64)
+    mask = torch.zeros(bsz, n, dtype=torch.bool)
+    mask[1, 7:] = True  # right padding
+    mask[2, :4] = True  # left padding
+    got, _ = attention(x, x, x, key_padding_mask=mask)
+
+    def heads(proj):
+        return torch.einsum("tbc,oc->tbo", x, proj.weight).add(proj.bias).view(n, bsz, HEADS, d)  # (n, B, H, d)
+
+    q, k, v = heads(attention.q_proj), heads(attention.k_proj), heads(attention.v_proj)
+    q = q.exp() / q.exp().sum(-1, keepdim=True)  # softmax over the d features of each query
+    k = k.exp() * (~mask).view(bsz, 1, 1, n).permute(3, 0, 1, 2)  # exp, zero at pads
+    k = k / k.sum(0, keepdim=True)  # softmax over positions, real ones only
+    context = torch.einsum("tbhi,tbhj->bhij", k, v)  # softmax(K)ᵀ V: (B, H, d, d)
+    heads_out = torch.einsum("tbhi,bhij->tbhj", q, context).reshape(n, bsz, EMBED)
+    expected = torch.einsum("tbc,oc->tbo", heads_out, attention.out_proj.weight) + attention.out_proj.bias
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)

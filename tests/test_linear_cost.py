@@ -8,6 +8,8 @@ test shows the meta device counts exactly what a real CPU run counts.
 """
 
 
+from itertools import pairwise
+
 import pytest
 
 from linformer_fairseq.cli import benchmark_attention as bench
@@ -39,6 +41,17 @@ def test_standard_attention_is_counted_with_its_attention_products():
     assert bench.count_flops(layer, n) > fused.get_total_flops()
 
 
+@pytest.mark.parametrize("n,k", [(512, 128), (4096, 256)])
+def test_convolution_costs_no_more_than_the_linear_projection(n, k):
+    """The depthwise convolution does O(n d) work where a linear E does n k d (per projection), so
+    the layer with it is at most as expensive; the old channel-mixing Conv1d(d, d) cost n d²."""
+    conv, linear = bench.subject_flops("conv", n, k), bench.subject_flops("linear (headwise)", n, k)
+    assert conv <= linear, (conv, linear)
+    layer = bench.build_flop_subject("conv", n, k)
+    d, stride = layer.embed_dim, -(-n // k)
+    assert layer.compress_k.conv.weight.shape == (d, 1, stride)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SUBJECTS)
 def test_linformer_flops_grow_linearly_in_n(name):
@@ -52,13 +65,13 @@ def test_linformer_flops_grow_linearly_in_n(name):
 def test_standard_attention_flops_grow_quadratically_in_n():
     ns = (4096, 8192, 16384, 32768, 65536)
     flops = [bench.subject_flops("standard", n, K) for n in ns]
-    ratios = [larger / smaller for smaller, larger in zip(flops, flops[1:])]
+    ratios = [larger / smaller for smaller, larger in pairwise(flops)]
     # the n^2 part takes over from the n d^2 projections: ratios rise towards 4
-    assert all(a < b for a, b in zip(ratios, ratios[1:])), ratios
+    assert all(a < b for a, b in pairwise(ratios)), ratios
     assert ratios[-1] > 3.8, ratios
     # and what is not linear grows exactly 4x per doubling: f(2n) - 2 f(n) = c n^2
-    excess = [larger - 2 * smaller for smaller, larger in zip(flops, flops[1:])]
-    for smaller, larger in zip(excess, excess[1:]):
+    excess = [larger - 2 * smaller for smaller, larger in pairwise(flops)]
+    for smaller, larger in pairwise(excess):
         assert larger / smaller == pytest.approx(4.0, rel=0.01)
 
 

@@ -4,7 +4,12 @@ padding invariance of the whole encoder, and the errors for contradictory option
 import pytest
 import torch
 
-from linformer_fairseq.modules import ConvProjection, LinearProjection, PoolingProjection, ProjectionFreeAttention
+from linformer_fairseq.modules import (
+    ConvProjection,
+    LinearProjection,
+    PoolingProjection,
+    ProjectionFreeAttention,
+)
 from tests.model_factory import build_model, parse, tokens_for, write_dictionary
 
 MAXPOS = ["--max-positions", 48, "--tokens-per-sample", 48]
@@ -65,7 +70,7 @@ def test_per_head_projection_gives_each_head_its_own_matrix(data_dir):
     assert attn.compress_k.weight.shape == (heads, 5, 48)
     assert not torch.allclose(attn.compress_k.weight[0], attn.compress_k.weight[1])
     x = torch.randn(20, 2, attn.embed_dim)  # (T, B, C)
-    k, v, _ = attn._compress_per_head(x, None)
+    k, _, _ = attn.compress_keys_values(x, None)
     keys = (x @ attn.k_proj.weight.T).view(20, 2, heads, head_dim)
     for h in range(heads):
         expected = torch.einsum("kt,tbd->bkd", attn.compress_k.weight[h, :, :20], keys[:, :, h])
@@ -123,12 +128,96 @@ def test_sequence_longer_than_max_positions_is_an_error(data_dir, flags):
         model(tokens)
 
 
-def test_projections_start_as_the_references(data_dir):
-    """fairseq's reference E/F are nn.Linear, re-drawn from N(0, 0.02) by init_bert_params."""
-    model, _ = build_model(data_dir, "--max-positions", 512, "--tokens-per-sample", 512, "--compressed-dim", 128,
-                           "--shared-layer-kv-compressed", 1)
-    weight = model.encoder.sentence_encoder.compress_layer.weight
-    assert abs(weight.mean().item()) < 1e-3 and abs(weight.std().item() - 0.02) < 1e-3
+@pytest.mark.parametrize("flags", [["--shared-layer-kv-compressed", 1], [], ["--compressed-per-head", 1]],
+                         ids=["layerwise", "headwise", "per_head"])
+def test_projections_start_as_the_references(data_dir, flags):
+    """fairseq's reference E/F are nn.Linear, re-drawn from N(0, 0.02) by init_bert_params; ours
+    start there by LinearProjection's own (single) initialisation."""
+    model, _ = build_model(data_dir, "--max-positions", 512, "--tokens-per-sample", 512, "--compressed-dim", 128, *flags)
+    projections = [m for m in model.modules() if isinstance(m, LinearProjection)]
+    assert projections
+    for weight in [p.weight for p in projections] + [LinearProjection(512, 128).weight]:
+        assert abs(weight.mean().item()) < 1e-3 and abs(weight.std().item() - 0.02) < 1e-3
+
+
+def test_padding_is_sorted_once_per_forward_for_all_layers(data_dir, monkeypatch):
+    from linformer_fairseq.modules import projections
+
+    calls = []
+    sort = projections.padding_order
+    monkeypatch.setattr(projections, "padding_order", lambda mask: calls.append(mask) or sort(mask))
+    model, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 8, "--encoder-layers", 3)
+    model.eval()
+    batch, alone = tokens_for(model.encoder.dictionary, [40, 17, 5])
+    with torch.no_grad():
+        model(batch, features_only=True)
+        assert len(calls) == 1  # three layers, one sort
+        model(batch, features_only=True)
+        assert len(calls) == 2  # each forward its own mask
+        model(alone[0].unsqueeze(0), features_only=True)  # no pads: fairseq passes no mask
+        assert len(calls) == 2
+    packer = model.encoder.sentence_encoder.padding_packer
+    assert all(attn.pack_padding is packer for attn in attn_layers(model))
+    assert packer._mask is None and packer._order is None  # nothing kept after the forward
+
+
+def test_convolution_is_depthwise_along_positions(data_dir):
+    """One kernel per channel, kernel = stride = ceil(n / k), no bias, no channel mixing."""
+    model, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 10, "--projection", "conv")
+    attn = attn_layers(model)[0]
+    conv = attn.compress_k.conv
+    stride = -(-48 // 10)
+    assert conv.weight.shape == (attn.embed_dim, 1, stride) and conv.bias is None
+    assert conv.groups == attn.embed_dim and conv.stride == (stride,)
+    x = torch.randn(2, 1, 23, attn.embed_dim)  # (B, G, n, C), n = 23: a partial last window
+    y, mask = attn.compress_k(x, None)
+    assert y.shape == (2, 1, 5, attn.embed_dim) and mask is None
+    padded = torch.nn.functional.pad(x, (0, 0, 0, 5 * stride - 23))
+    w = conv.weight[:, 0]  # (C, stride)
+    expected = torch.einsum("bjsc,cs->bjc", padded[:, 0].view(2, 5, stride, -1), w)
+    torch.testing.assert_close(y[:, 0], expected)
+    x2 = x.clone()
+    x2[..., 3] += 1.0  # one input channel changes: only that output channel does
+    changed = (attn.compress_k(x2, None)[0] - y).abs().sum(dim=(0, 1, 2)) > 0
+    assert changed.tolist() == [c == 3 for c in range(attn.embed_dim)]
+    per_head, _ = build_model(data_dir, *MAXPOS, "--compressed-dim", 10, "--projection", "conv", "--compressed-per-head", 1)
+    assert attn_layers(per_head)[0].compress_k.conv.weight.shape == (attn.embed_dim, 1, stride)
+
+
+def test_convolution_kernels_are_resampled_for_a_longer_model(data_dir):
+    short, _ = build_model(data_dir, "--max-positions", 32, "--tokens-per-sample", 32, "--compressed-dim", 8,
+                           "--projection", "conv")
+    long, _ = build_model(data_dir, "--max-positions", 64, "--tokens-per-sample", 64, "--compressed-dim", 8,
+                          "--projection", "conv")
+    long.load_state_dict(short.state_dict())
+    w_short, w_long = attn_layers(short)[0].compress_k.conv.weight, attn_layers(long)[0].compress_k.conv.weight
+    assert w_short.shape[-1] == 4 and w_long.shape == w_short.shape[:-1] + (8,)
+    # twice the kernel, each tap halved: a window's sum over a constant input is kept
+    torch.testing.assert_close(w_long.sum(-1), w_short.sum(-1), rtol=0.05, atol=0.05)
+    tokens, _ = tokens_for(long.encoder.dictionary, [60])
+    long.eval()
+    assert torch.isfinite(long(tokens)[0]).all()
+
+
+def test_projection_free_is_named_as_shen_et_al_everywhere():
+    import argparse
+    import os
+
+    from linformer_fairseq.models.linformer_options import add_linformer_args
+    from linformer_fairseq.modules import projection_free
+
+    sentence = ("`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): that is Shen "
+                "et al. 2018, 'Efficient Attention: Attention with Linear Complexities', used as our reading of "
+                "Verma's method ('Revisiting Linformer with a modified self-attention with linear complexity'), "
+                "whose paper is not public beyond its abstract.")
+    parser = argparse.ArgumentParser()
+    add_linformer_args(parser)
+    option = next(a for a in parser._actions if "--attention-variant" in a.option_strings)
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(readme, encoding="utf-8") as f:
+        readme_text = " ".join(f.read().split())
+    for text in (projection_free.__doc__, option.help, readme_text):
+        assert sentence in " ".join(text.split())
 
 
 PROJECTION_FLAGS = {

@@ -6,7 +6,6 @@ checkpoints work unchanged; the rest are the paper's options the reference never
 """
 
 import argparse
-from typing import List
 
 PROJECTIONS = ("linear", "mean_pool", "max_pool", "conv")
 VARIANTS = ("linformer", "projection_free")
@@ -29,20 +28,23 @@ def add_linformer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-compress", type=int, choices=[0, 1],
                         help="keep the projections at their initial values (no gradient)")
     parser.add_argument("--projection", choices=PROJECTIONS,
-                        help="how n positions become k: learned linear E/F, mean or max pooling, or a "
-                        "convolution, kernel and stride ceil(n/k) for the last three (default linear)")
+                        help="how n positions become k: learned linear E/F, mean or max pooling, or conv: a "
+                        "depthwise Conv1d along positions, one kernel per channel, no bias, no channel mixing; "
+                        "kernel = stride = ceil(n/k) for the last three (default linear)")
     parser.add_argument("--attention-variant", choices=VARIANTS,
-                        help="'linformer', or 'projection_free': softmax(Q) (softmax(K)^T V), no k and "
-                        "no max length of its own (our reading of Verma, 'Revisiting Linformer'); "
-                        "learned positional embeddings still end at --max-positions")
+                        help="'linformer', or 'projection_free', which has no k and no max length of its own "
+                        "(learned positional embeddings still end at --max-positions). "
+                        "`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): "
+                        "that is Shen et al. 2018, 'Efficient Attention: Attention with Linear Complexities', "
+                        "used as our reading of Verma's method ('Revisiting Linformer with a modified "
+                        "self-attention with linear complexity'), whose paper is not public beyond its abstract.")
 
 
 def set_linformer_defaults(args: argparse.Namespace) -> None:
     """Fill unset options. ``--compressed`` defaults to 4 only when no k was given, so that a
     ratio and a k given together can be checked against each other."""
-    if getattr(args, "compressed_dim", None) is None and getattr(args, "compressed_dims", None) is None:
-        if getattr(args, "compressed", None) is None:
-            args.compressed = 4
+    if all(getattr(args, name, None) is None for name in ("compressed_dim", "compressed_dims", "compressed")):
+        args.compressed = 4
     for name, default in (("compressed_dim", None), ("compressed_dims", None), ("compressed", None),
                           ("shared_kv_compressed", 0), ("shared_layer_kv_compressed", 0),
                           ("compressed_per_head", 0), ("freeze_compress", 0),
@@ -51,7 +53,7 @@ def set_linformer_defaults(args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
-def _parse_dims(spec: str, num_layers: int) -> List[int]:
+def _parse_dims(spec: str, num_layers: int) -> list[int]:
     if spec.startswith("linspace:"):
         try:
             first, last = (int(v) for v in spec.split(":")[1:])
@@ -95,7 +97,7 @@ def _check_other_options(args: argparse.Namespace) -> None:
                          "per-head projections use k_proj/v_proj's weights directly, which quant-noise cannot reach")
 
 
-def resolve_compressed_dims(args: argparse.Namespace) -> List[int]:
+def resolve_compressed_dims(args: argparse.Namespace) -> list[int]:
     """The k of each layer, after checking every option; raises ValueError naming the flag."""
     n, layers = args.max_positions, args.encoder_layers
     _check_other_options(args)

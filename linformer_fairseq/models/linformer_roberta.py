@@ -18,14 +18,15 @@ from fairseq.models.roberta import (
     init_bert_params,
     roberta_large_architecture,
 )
-from fairseq.models.roberta import (
-    base_architecture as roberta_base_architecture,
-)
+from fairseq.models.roberta import base_architecture as roberta_base_architecture
 from fairseq.utils import safe_getattr, safe_hasattr
 
 from ..modules.encoder import LinformerTransformerEncoder
-from ..modules.projections import LinearProjection
-from .linformer_options import add_linformer_args, resolve_compressed_dims, set_linformer_defaults
+from .linformer_options import (
+    add_linformer_args,
+    resolve_compressed_dims,
+    set_linformer_defaults,
+)
 from .position_extension import extend_to_model
 
 logger = logging.getLogger(__name__)
@@ -86,12 +87,9 @@ class LinformerEncoder(RobertaEncoder):
 
     def build_encoder(self, args, dictionary, embed_tokens):
         encoder = LinformerTransformerEncoder(args, dictionary, embed_tokens, self.compressed_dims)
+        # E/F are no nn.Linear, so init_bert_params leaves them at LinearProjection's own
+        # N(0, 0.02), which is what it gives the reference's nn.Linear E/F.
         encoder.apply(init_bert_params)
-        # The reference's E/F are nn.Linear, which init_bert_params re-draws from N(0, 0.02); ours
-        # are not nn.Linear, so they get the same initialisation here.
-        for module in encoder.modules():
-            if isinstance(module, LinearProjection):
-                module.weight.data.normal_(mean=0.0, std=0.02)
         return encoder
 
     def upgrade_state_dict_named(self, state_dict, name):

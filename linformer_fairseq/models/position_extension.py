@@ -9,7 +9,8 @@ parameters whose size is n:
 - linear projections E/F (k x n): resampled along the position axis by linear interpolation and
   scaled by n_old / n_new, so each of the k rows keeps its profile over relative position and
   E x keeps its magnitude (a row sums twice as many tokens at twice the length);
-- convolution kernels (kernel ceil(n/k) grows with n): resampled and scaled the same way.
+- depthwise convolution kernels, (channels, 1, ceil(n/k)), whose length grows with n: resampled
+  along that last axis and scaled the same way.
 Pooling projections have no parameters; k itself never changes.
 """
 

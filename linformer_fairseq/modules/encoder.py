@@ -2,10 +2,9 @@
 
 Module names and ``version`` buffers follow fairseq's ``examples/linformer`` so that its
 checkpoints load unchanged; the layerwise-shared projection lives on the encoder as
-``compress_layer`` and is also registered in each layer's attention, as there.
+``compress_layer`` and is also registered in each layer's attention, as there. All layers of one
+encoder share one ``PaddingPacker``, so the padding is sorted once per forward, not per layer.
 """
-
-from typing import List, Optional
 
 import torch
 from fairseq import utils
@@ -15,12 +14,14 @@ from torch import nn
 
 from .linear_attention import MultiheadLinearAttention
 from .projection_free import ProjectionFreeAttention
-from .projections import LinearProjection, build_projection
+from .projections import LinearProjection, PaddingPacker, build_projection
 
 
 class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
-    def __init__(self, args, compressed_dim: int, shared_projection: Optional[nn.Module]):
+    def __init__(self, args, compressed_dim: int, shared_projection: nn.Module | None,
+                 padding_packer: PaddingPacker | None = None):
         self.compressed_dim = compressed_dim
+        self.padding_packer = padding_packer
         # a list, so the shared projection is not registered (again) on the layer itself
         self.shared_compress_layer = [shared_projection]
         self.args = args  # fairseq sets it only after building the attention, which needs it
@@ -47,6 +48,7 @@ class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
             shared_kv=bool(args.shared_kv_compressed),
             shared_projection=self.shared_compress_layer[0],
             freeze=bool(args.freeze_compress),
+            padding_packer=self.padding_packer,
         )
 
     def upgrade_state_dict_named(self, state_dict, name):
@@ -65,10 +67,11 @@ class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
 
 
 class LinformerTransformerEncoder(TransformerEncoder):
-    def __init__(self, args, dictionary, embed_tokens, compressed_dims: List[int]):
+    def __init__(self, args, dictionary, embed_tokens, compressed_dims: list[int]):
         self.compressed_dims = compressed_dims
         self.compress_layer = None
         self.layers_built = 0
+        self.padding_packer = PaddingPacker()  # one sort of the padding per forward, for all layers
         super().__init__(args, dictionary, embed_tokens)
 
     def build_encoder_layer(self, cfg):
@@ -78,14 +81,13 @@ class LinformerTransformerEncoder(TransformerEncoder):
         index = self.layers_built  # fairseq builds the layers in order and gives no index
         self.layers_built += 1
         if args.shared_layer_kv_compressed and self.compress_layer is None and args.attention_variant == "linformer":
-            per_head = bool(args.compressed_per_head)
             self.compress_layer = build_projection(
-                args.projection, args.max_positions, self.compressed_dims[0],
-                channels=args.encoder_embed_dim // (args.encoder_attention_heads if per_head else 1),
-                groups=args.encoder_attention_heads if per_head else 1,
+                args.projection, args.max_positions, self.compressed_dims[0], args.encoder_embed_dim,
+                groups=args.encoder_attention_heads if args.compressed_per_head else 1,
                 freeze=bool(args.freeze_compress),
             )
-        return LinformerTransformerEncoderLayer(args, self.compressed_dims[index], self.compress_layer)
+        return LinformerTransformerEncoderLayer(args, self.compressed_dims[index], self.compress_layer,
+                                                self.padding_packer)
 
     def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False, token_embeddings=None):
         limit = self.args.max_positions
@@ -95,7 +97,10 @@ class LinformerTransformerEncoder(TransformerEncoder):
                 f"input of {src_tokens.size(1)} tokens is longer than --max-positions {limit}; "
                 "truncate it (e.g. --truncate-sequence, --shorten-method) or use a model with larger --max-positions"
             )
-        return super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        try:
+            return super().forward(src_tokens, src_lengths, return_all_hiddens, token_embeddings)
+        finally:
+            self.padding_packer.clear()  # this forward's padding order is not kept
 
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)

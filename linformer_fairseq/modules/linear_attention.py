@@ -1,24 +1,22 @@
-"""Multi-head Linformer self-attention: softmax(Q (E K)^T / sqrt(d)) (F V).
+"""Multi-head Linformer self-attention, per head: softmax(Q (E K)ᵀ / √d) (F V).
 
 Same parameters, names and unpadded outputs as fairseq's ``examples/linformer``
 ``MultiheadLinearAttention``; unlike it, padding never leaks into E K and F V (real tokens are
 packed to the front and pads zeroed before projecting, see ``projections.pack_padding``), and the
-projection can be per head, pooled or convolutional (paper section 4).
+projection can be per head, pooled or convolutional (paper section 4). How K and V are compressed
+(``projections.KeyValueCompression``) is chosen once, when the layer is built.
 
-Headwise-shared projections compress the layer input before ``k_proj``/``v_proj``, as the
-reference does (cheaper: k rows go through the d x d projection instead of n). Per-head
-projections must see each head's keys, so they compress after the projection, adding its bias
-afterwards so that both orders mean ``E (x W^T) + b``.
+Attention runs through PyTorch's fused ``scaled_dot_product_attention`` on every device; only a
+caller that asks for the attention weights gets the explicit softmax, which stores them.
 """
 
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .multihead_projections import MultiheadProjections
-from .projections import LinearProjection, build_projection, pack_padding
+from .multihead_projections import MultiheadProjections, merge_heads, split_heads
+from .projections import PaddingPacker, build_key_value_compression, pack_padding
 
 
 class MultiheadLinearAttention(MultiheadProjections):
@@ -35,109 +33,68 @@ class MultiheadLinearAttention(MultiheadProjections):
         projection: str = "linear",
         per_head: bool = False,
         shared_kv: bool = False,
-        shared_projection: Optional[nn.Module] = None,
+        shared_projection: nn.Module | None = None,
         freeze: bool = False,
+        padding_packer: PaddingPacker | None = None,
     ):
         super().__init__(embed_dim, num_heads, dropout, bias, q_noise, qn_block_size)
         self.scaling = self.head_dim**-0.5
         self.max_positions = max_positions
         self.per_head = per_head
         self.shared_kv = shared_kv
-        # None: fused scaled_dot_product_attention on CUDA, explicit softmax math elsewhere.
-        self.use_sdpa: Optional[bool] = None
-
-        groups = num_heads if per_head else 1
-        channels = self.head_dim if per_head else embed_dim
-
-        def new_projection():
-            return build_projection(projection, max_positions, compressed_dim, channels, groups, freeze)
-
-        # Layerwise sharing hands in the model's single projection; like fairseq's reference it is
-        # then registered here too (so reference checkpoints' keys match) and used for K and V.
-        self.compress_k = shared_projection if shared_projection is not None else new_projection()
+        # E K and F V; E and F are registered here under the reference's names (compress_v only
+        # when F is not E), so that its checkpoints load. Layerwise sharing hands in the model's
+        # one projection, which, as in the reference, serves K and V of every layer.
+        self.compress_keys_values = build_key_value_compression(
+            projection, max_positions, compressed_dim, self.k_proj, self.v_proj, num_heads,
+            per_head=per_head, shared_kv=shared_kv, shared_projection=shared_projection, freeze=freeze)
+        self.compress_k = self.compress_keys_values.compress_k
         if not shared_kv:
-            self.compress_v = shared_projection if shared_projection is not None else new_projection()
-
-    def _compress_headwise(self, x: Tensor, pad: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """Compress the layer input (T, B, C) for K and V, then project: (B, H, k', head_dim) each."""
-        compress_v = self.compress_k if self.shared_kv else self.compress_v
-        if isinstance(self.compress_k, LinearProjection) and isinstance(compress_v, LinearProjection):
-            # One GEMM for both: [E; F] (2k x T) @ X viewed as (T, B*C), no copy or transpose of X.
-            seq_len, bsz, channels = x.shape
-            mats = [self.compress_k.matrix(seq_len)[0]]
-            if compress_v is not self.compress_k:
-                mats.append(compress_v.matrix(seq_len)[0])
-            both = torch.cat(mats) if len(mats) > 1 else mats[0]
-            compressed = torch.matmul(both.to(x.dtype), x.reshape(seq_len, bsz * channels)).view(-1, bsz, channels)
-            ck, cv = (compressed, compressed) if len(mats) == 1 else compressed.split(
-                [self.compress_k.compressed_dim, compress_v.compressed_dim])
-            mask = None
-        else:
-            grouped = x.transpose(0, 1).unsqueeze(1)  # (B, 1, T, C)
-            ck, mask = self.compress_k(grouped, pad)
-            cv = ck if compress_v is self.compress_k else compress_v(grouped, pad)[0]
-            ck, cv = ck.squeeze(1).transpose(0, 1), cv.squeeze(1).transpose(0, 1)  # (k', B, C)
-        return self._heads(self.k_proj(ck)), self._heads(self.v_proj(cv)), mask
-
-    def _compress_per_head(self, x: Tensor, pad: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        compress_v = self.compress_k if self.shared_kv else self.compress_v
-        out = []
-        for proj, compress in ((self.k_proj, self.compress_k), (self.v_proj, compress_v)):
-            heads = self._heads(F.linear(x, proj.weight))  # (B, H, T, head_dim); bias added after E
-            compressed, mask = compress(heads, pad)
-            if proj.bias is not None:
-                compressed = compressed + proj.bias.view(1, self.num_heads, 1, self.head_dim)
-            out.append(compressed)
-        return out[0], out[1], mask
+            self.compress_v = self.compress_keys_values.compress_v
+        # the encoder's packer sorts the padding once for all its layers; alone, sort every call
+        self.pack_padding = padding_packer if padding_packer is not None else pack_padding
 
     def forward(
         self,
         query: Tensor,
-        key: Optional[Tensor] = None,
-        value: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
         need_weights: bool = False,
-        attn_mask: Optional[Tensor] = None,
+        attn_mask: Tensor | None = None,
         need_head_weights: bool = False,
-        **unused,
-    ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Self-attention over ``query`` (T x B x C); ``key_padding_mask`` (B x T) is True at pads.
+    ) -> tuple[Tensor, Tensor | None]:
+        """Self-attention over ``query`` (n x B x C; ``key`` and ``value`` are fairseq's copies of
+        it and unused); ``key_padding_mask`` (B x n) is True at pads. Returns the output (n x B x C)
+        and, if asked, weights over the compressed positions (B x n x k averaged over heads, or
+        H x B x n x k with ``need_head_weights``)."""
+        self._check_input(query, attn_mask)  # query: (n, B, C), n <= max_positions
+        x, pad = self.pack_padding(query, key_padding_mask)  # X: (n, B, C), real tokens first, pads 0
+        k, v, kv_pad = self.compress_keys_values(x, pad)  # E K, F V: (B, H, k, d); kv_pad: (B, k) or None
+        q = split_heads(self.q_proj(query), self.num_heads)  # Q: (B, H, n, d)
+        dropout = self.dropout if self.training else 0.0  # on the attention probabilities
+        weights = None  # P, returned only when asked for
+        if need_weights or need_head_weights:
+            scores = torch.matmul(q, k.transpose(-1, -2)).mul_(self.scaling)  # Q (E K)ᵀ / √d: (B, H, n, k)
+            if kv_pad is not None:
+                scores.masked_fill_(kv_pad[:, None, None, :], float("-inf"))  # (B, H, n, k)
+            weights = scores.softmax(-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # P: (B, H, n, k)
+            heads = torch.matmul(F.dropout(weights.type_as(v), dropout, self.training), v)  # P (F V): (B, H, n, d)
+            weights = weights.transpose(0, 1) if need_head_weights else weights.mean(dim=1)  # (H, B, n, k) or (B, n, k)
+        else:
+            keep = None if kv_pad is None else ~kv_pad[:, None, None, :]  # (B, 1, 1, k): True at real keys
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout,
+                                                   scale=self.scaling)  # softmax(Q (E K)ᵀ / √d) (F V): (B, H, n, d)
+        return self.out_proj(merge_heads(heads)), weights  # (n, B, C)
 
-        Returns the output (T x B x C) and, if asked, weights over the compressed positions
-        (B x T x k', averaged over heads, or H x B x T x k' with ``need_head_weights``).
-        """
+    def _check_input(self, query: Tensor, attn_mask: Tensor | None) -> None:
         if attn_mask is not None:
             raise ValueError("Linformer attention projects positions away and cannot apply a token-level attn_mask")
-        seq_len, bsz, embed_dim = query.shape
-        if seq_len > self.max_positions:
+        if query.size(0) > self.max_positions:
             raise ValueError(
-                f"sequence of length {seq_len} is longer than --max-positions {self.max_positions}; "
+                f"sequence of length {query.size(0)} is longer than --max-positions {self.max_positions}; "
                 "truncate the input or fine-tune with a larger --max-positions"
             )
-        packed, pad = pack_padding(query, key_padding_mask)
-        compress = self._compress_per_head if self.per_head else self._compress_headwise
-        k, v, kv_mask = compress(packed, pad)
-        q = self._heads(self.q_proj(query))
-
-        need_weights = need_weights or need_head_weights
-        use_sdpa = self.use_sdpa if self.use_sdpa is not None else q.is_cuda
-        dropout = self.dropout if self.training else 0.0
-        weights = None
-        if use_sdpa and not need_weights:
-            keep = None if kv_mask is None else ~kv_mask.view(bsz, 1, 1, -1)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout, scale=self.scaling)
-        else:
-            scores = torch.matmul(q * self.scaling, k.transpose(-1, -2))
-            if kv_mask is not None:
-                scores = scores.masked_fill(kv_mask.view(bsz, 1, 1, -1), float("-inf"))
-            weights = torch.softmax(scores, dim=-1, dtype=torch.float32)
-            out = torch.matmul(F.dropout(weights.type_as(q), p=dropout, training=self.training), v)
-        out = self._merge_heads(out)
-        if need_weights:
-            weights = weights.transpose(0, 1)  # (H, B, T, k')
-            if not need_head_weights:
-                weights = weights.mean(dim=0)
-        return out, weights
 
     def upgrade_state_dict_named(self, state_dict, name):
         """Split the fused ``in_proj_weight``/``in_proj_bias`` of old fairseq checkpoints into

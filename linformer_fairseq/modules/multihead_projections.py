@@ -1,4 +1,5 @@
-"""The query, key, value and output projections every attention variant here shares.
+"""The query, key, value and output projections every attention variant here shares, and the
+head split and merge in fairseq's time-first layout.
 
 Names, order and initialisation follow fairseq's reference ``MultiheadLinearAttention`` (and its
 ``MultiheadAttention``), so state dicts line up key for key.
@@ -6,6 +7,18 @@ Names, order and initialisation follow fairseq's reference ``MultiheadLinearAtte
 
 from fairseq.modules.quant_noise import quant_noise
 from torch import Tensor, nn
+
+
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """(L, B, C) -> (B, H, L, C / H), a view (no copy)."""
+    length, bsz, channels = x.shape
+    return x.view(length, bsz, num_heads, channels // num_heads).permute(1, 2, 0, 3)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(B, H, L, d) -> (L, B, H * d), one copy into fairseq's time-first layout."""
+    bsz, heads, length, head_dim = x.shape
+    return x.permute(2, 0, 1, 3).reshape(length, bsz, heads * head_dim)
 
 
 class MultiheadProjections(nn.Module):
@@ -27,12 +40,3 @@ class MultiheadProjections(nn.Module):
         nn.init.xavier_uniform_(self.out_proj.weight)
         if self.out_proj.bias is not None:
             nn.init.constant_(self.out_proj.bias, 0.0)
-
-    def _heads(self, x: Tensor) -> Tensor:
-        """(L, B, C) -> (B, H, L, head_dim), a view."""
-        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).permute(1, 2, 0, 3)
-
-    def _merge_heads(self, x: Tensor) -> Tensor:
-        """(B, H, L, head_dim) -> (L, B, C), through the output projection."""
-        bsz, _, length, _ = x.shape
-        return self.out_proj(x.permute(2, 0, 1, 3).reshape(length, bsz, self.embed_dim))

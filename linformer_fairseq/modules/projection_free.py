@@ -1,36 +1,34 @@
 """A linear attention that needs no projected dimension k and no maximum length.
 
-Our reading of Verma, "Revisiting Linformer with a modified self-attention with linear
-complexity" (only its abstract is public): per head,
+`projection_free` computes softmax-over-features(Q) · (softmax-over-positions(K)ᵀ V): that is Shen et al. 2018, 'Efficient Attention: Attention with Linear Complexities', used as our reading of Verma's method ('Revisiting Linformer with a modified self-attention with linear complexity'), whose paper is not public beyond its abstract.
 
-    out = softmax_over_features(Q) @ (softmax_over_positions(K)^T @ V)
-
-``K^T V`` is a head_dim x head_dim summary of the whole sequence, so the cost is O(n d^2) with
-no k, and any length works. Padded keys are excluded from the softmax over positions, which makes
-the output at real positions independent of padding.
+Per head, ``softmax_over_positions(K)ᵀ V`` is a d x d summary of the whole sequence, so the cost
+is O(n d²) with no k, and any length works. Padded keys are excluded from the softmax over
+positions, which makes the output at real positions independent of padding.
 """
 
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .multihead_projections import MultiheadProjections
+from .multihead_projections import MultiheadProjections, merge_heads, split_heads
 
 
 class ProjectionFreeAttention(MultiheadProjections):
-    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None, need_weights: bool = False,
-                attn_mask: Optional[Tensor] = None, **unused) -> Tuple[Tensor, Optional[Tensor]]:
+    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
+                key_padding_mask: Tensor | None = None, need_weights: bool = False,
+                attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Self-attention over ``query`` (n x B x C; ``key``, ``value`` unused); returns the output
+        and ``None``: there are no n x n or n x k attention weights to return."""
         if attn_mask is not None:
             raise ValueError("the projection-free attention cannot apply a token-level attn_mask")
-        seq_len, bsz, _ = query.shape
-        q, k, v = (self._heads(p(query)) for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, d)
+        seq_len, bsz, _ = query.shape  # (n, B, C)
+        q, k, v = (split_heads(p(query), self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, n, d)
         if key_padding_mask is not None:
-            k = k.masked_fill(key_padding_mask.view(bsz, 1, seq_len, 1).to(torch.bool), float("-inf"))
-        position_weights = torch.softmax(k, dim=2, dtype=torch.float32).type_as(v)
-        position_weights = F.dropout(position_weights, p=self.dropout, training=self.training)
-        context = torch.matmul(position_weights.transpose(-1, -2), v)  # (B, H, d, d)
-        out = torch.matmul(torch.softmax(q, dim=-1, dtype=torch.float32).type_as(v), context)
-        return self._merge_heads(out), None
+            k = k.masked_fill(key_padding_mask.view(bsz, 1, seq_len, 1).to(torch.bool), float("-inf"))  # pads out
+        over_positions = torch.softmax(k, dim=2)  # softmax over positions of K: (B, H, n, d)
+        over_positions = F.dropout(over_positions, p=self.dropout, training=self.training)
+        context = torch.matmul(over_positions.transpose(-1, -2), v)  # softmax(K)ᵀ V: (B, H, d, d)
+        out = torch.matmul(torch.softmax(q, dim=-1), context)  # softmax over features of Q, times it: (B, H, n, d)
+        return self.out_proj(merge_heads(out)), None  # (n, B, C)
