@@ -23,12 +23,15 @@ def _paper():
 
 
 def write_run(root, name, task, accuracy=None, status="finished", k=128, n=512, shared_kv=0, shared_layer=0,
-              lr=1e-05, seed=1, arch="linformer_roberta_base", model="linformer_roberta", curve=None):
+              lr=1e-05, seed=1, arch="linformer_roberta_base", model="linformer_roberta", curve=None, test=None,
+              pretrained_n=None):
+    """A run directory as linformer-finetune leaves it; ``accuracy`` is valid accuracy, ``test`` the
+    test-set one (IMDB's column; it defaults to ``accuracy`` for imdb runs)."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     record = {"task": task, "status": status, "arch": arch, "model": model, "max_positions": n,
               "encoder_layers": 12, "encoder_embed_dim": 768, "lr": lr, "seed": seed, "batch_size": 32,
-              "max_update": 100, "warmup_updates": 6}
+              "max_update": 100, "warmup_updates": 6, "pretrained_max_positions": pretrained_n or n}
     if model == "linformer_roberta":
         record.update({"k": k, "compressed_dims": [k] * 12, "shared_kv_compressed": shared_kv,
                        "shared_layer_kv_compressed": shared_layer, "compressed_per_head": 0,
@@ -36,6 +39,10 @@ def write_run(root, name, task, accuracy=None, status="finished", k=128, n=512, 
     (run_dir / "run.json").write_text(json.dumps(record))
     if accuracy is not None:
         (run_dir / "eval_valid.json").write_text(json.dumps({"accuracy": accuracy, "predictions": []}))
+        if task == "imdb":
+            test = accuracy if test is None else test
+    if test is not None:
+        (run_dir / "eval_test.json").write_text(json.dumps({"accuracy": test, "predictions": []}))
     if curve:
         writer = SummaryWriter(str(run_dir / "tb" / "valid"))
         for step, (acc, loss) in curve.items():
@@ -75,7 +82,7 @@ def _row(rows, **key):
     return found[0]
 
 
-def test_best_over_grid_median_over_seeds_and_paper_differences(grid, tmp_path):
+def test_median_at_the_best_grid_point_is_the_main_number_and_best_of_grid_a_separate_row(grid, tmp_path):
     runs, sst2, others = grid
     out = tmp_path / "out"
     collect_results.collect(str(runs), str(out))
@@ -83,24 +90,26 @@ def test_best_over_grid_median_over_seeds_and_paper_differences(grid, tmp_path):
     ours = _row(rows, n=512, model="Linformer", k=128, sharing="headwise", arch="linformer_roberta_base")
     paper = [p for p in _paper() if (p["n"], p["model"], p["k"], p["sharing"]) == ("512", "Linformer", "128", "headwise")][0]
 
+    # lr 1e-5 has the best median (91.5 against 81.0) although lr 2e-5 holds the single best run (93.0)
+    median = statistics.median(sst2[1e-05])
     best = max(a for accs in sst2.values() for a in accs)
-    median = max(statistics.median(accs) for accs in sst2.values())
-    assert float(ours["sst2_best"]) == pytest.approx(best)
     assert float(ours["sst2_median"]) == pytest.approx(median) and ours["sst2_seeds"] == "3"
+    assert float(ours["sst2_lr"]) == 1e-05
+    assert float(ours["sst2_best"]) == pytest.approx(best)
     assert ours["sst2_runs"] == "6"
     assert float(ours["sst2_paper"]) == float(paper["sst2"])
-    assert float(ours["sst2_diff"]) == pytest.approx(best - float(paper["sst2"]))
+    assert float(ours["sst2_diff"]) == pytest.approx(median - float(paper["sst2"]))  # Δ on the median
     for task, accuracy in others.items():
-        assert float(ours[f"{task}_best"]) == pytest.approx(accuracy)
+        assert float(ours[f"{task}_median"]) == pytest.approx(accuracy)
         assert float(ours[f"{task}_diff"]) == pytest.approx(accuracy - float(paper[task]))
-    average = statistics.mean([best, *others.values()])
-    assert float(ours["average_best"]) == pytest.approx(average)
+    average = statistics.mean([median, *others.values()])
+    assert float(ours["average_median"]) == pytest.approx(average)
     assert float(ours["average_diff"]) == pytest.approx(average - float(paper["average"]))
     # the killed k=128 qnli run is counted beside the finished one
     assert ours["qnli_incomplete"] == "1"
 
     roberta = _row(rows, n=512, model="RoBERTa", arch="roberta_base")
-    assert float(roberta["sst2_best"]) == 92.0 and roberta["imdb_best"] == "" and roberta["average_best"] == ""
+    assert float(roberta["sst2_median"]) == 92.0 and roberta["imdb_median"] == "" and roberta["average_median"] == ""
     paper_roberta = [p for p in _paper() if p["model"] == "RoBERTa"][0]
     assert float(roberta["sst2_diff"]) == pytest.approx(92.0 - float(paper_roberta["sst2"]))
 
@@ -111,9 +120,69 @@ def test_best_over_grid_median_over_seeds_and_paper_differences(grid, tmp_path):
         assert match and all(float(m["qqp_paper"]) == float(entry["qqp"]) for m in match)
 
     markdown = (out / "results.md").read_text()
-    assert f"| {best:.2f} |" in markdown and f"{median:.2f} (3 seeds)" in markdown
-    assert f"{best - float(paper['sst2']):+.2f}" in markdown
+    assert f"| ours: median | {median:.2f} (3 seeds, lr 1e-05) |" in markdown
+    assert f"| ours: best of grid | {best:.2f} |" in markdown
+    assert f"| Δ (median − paper) | {median - float(paper['sst2']):+.2f} |" in markdown
     assert "| paper | " + " | ".join(paper[t] for t in TASKS) in markdown
+    assert "IMDB (test)" in markdown and "the official test set for IMDB" in markdown
+
+
+def test_imdb_column_is_test_accuracy_with_the_grid_point_chosen_on_valid(tmp_path):
+    runs = tmp_path / "runs"
+    # lr 1e-5: better on the 10% valid slice; lr 2e-5: better on test. Test must not choose.
+    for seed, (valid, test) in enumerate([(95.0, 90.0), (94.0, 91.0), (96.0, 89.0)], 1):
+        write_run(runs, f"imdb/lr1-s{seed}", "imdb", valid, lr=1e-05, seed=seed, test=test)
+    for seed, (valid, test) in enumerate([(90.0, 94.0), (91.0, 95.0), (89.0, 96.0)], 1):
+        write_run(runs, f"imdb/lr2-s{seed}", "imdb", valid, lr=2e-05, seed=seed, test=test)
+    write_run(runs, "imdb/untested", "imdb", 97.0, lr=3e-05)
+    os.remove(runs / "imdb" / "untested" / "eval_test.json")  # finished, but never scored on test
+    collect_results.collect(str(runs), str(tmp_path / "out"))
+    row = _row(_rows(tmp_path / "out"), n=512, model="Linformer", k=128, sharing="headwise", arch="linformer_roberta_base")
+    assert float(row["imdb_lr"]) == 1e-05 and float(row["imdb_median"]) == 90.0  # the test median at lr 1e-5
+    assert float(row["imdb_best"]) == 89.0  # the test accuracy of the best-on-valid run (96.0)
+    assert row["imdb_incomplete"] == "1"
+    incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
+    assert "eval_test.json is unusable (IMDB is scored on its official test set)" in incomplete
+
+
+def test_a_model_fine_tuned_longer_than_pretrained_gets_its_own_row_without_paper_delta(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "imdb512", "imdb", 90.0, n=1024, k=256, pretrained_n=512)
+    write_run(runs, "imdb1024", "imdb", 91.0, n=1024, k=256)
+    collect_results.collect(str(runs), str(tmp_path / "out"))
+    rows = [r for r in _rows(tmp_path / "out") if r["n"] == "1024" and r["k"] == "256" and r["sharing"] == "headwise"]
+    extended = [r for r in rows if r["extended"] == "1"]
+    native = [r for r in rows if r["extended"] == "0" and r["imdb_median"]]
+    assert len(extended) == 1 and float(extended[0]["imdb_median"]) == 90.0
+    assert extended[0]["imdb_paper"] == "" and extended[0]["imdb_diff"] == ""
+    assert len(native) == 1 and native[0]["imdb_paper"] != "" and native[0]["imdb_diff"] != ""
+
+
+@pytest.mark.parametrize("evaluation,why", [
+    ({"accuracy": float("nan")}, "accuracy nan"),
+    ({"accuracy": None}, "no numeric accuracy"),
+    ({}, "no numeric accuracy"),
+    ([1, 2], "no numeric accuracy"),
+])
+def test_nan_or_missing_accuracies_are_incomplete_never_numbers(evaluation, why, tmp_path):
+    runs = tmp_path / "runs"
+    run_dir = write_run(runs, "bad", "sst2", 90.0)
+    (run_dir / "eval_valid.json").write_text(json.dumps(evaluation))
+    collect_results.collect(str(runs), str(tmp_path / "out"))
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    table, incomplete = markdown.split("## Incomplete runs")
+    assert "nan" not in table.lower() and "| incomplete |" in table
+    assert str(run_dir) in incomplete and why in incomplete
+
+
+def test_a_run_json_that_is_not_an_object_is_listed_as_incomplete(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ok", "sst2", 90.0)
+    (runs / "list").mkdir()
+    (runs / "list" / "run.json").write_text("[1, 2, 3]")
+    collect_results.collect(str(runs), str(tmp_path / "out"))
+    incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
+    assert str(runs / "list") in incomplete and "run.json is not a JSON object but a list" in incomplete
 
 
 def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
@@ -121,7 +190,7 @@ def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
     out = tmp_path / "out"
     collect_results.collect(str(runs), str(out))
     crashed = _row(_rows(out), n=512, model="Linformer", k=256, sharing="kv", arch="linformer_roberta_base")
-    assert crashed["qnli_best"] == "" and crashed["qnli_incomplete"] == "1"
+    assert crashed["qnli_median"] == "" and crashed["qnli_incomplete"] == "1"
     markdown = (out / "results.md").read_text()
     table, incomplete = markdown.split("## Incomplete runs")
     assert "| incomplete |" in table  # the k=256 shared-kv qnli cell

@@ -70,6 +70,8 @@ def plot_curves(run_dirs, out_png, label=default_label, metrics=METRICS):
         try:
             run = read_run(run_dir)
         except (OSError, ValueError):
+            run = None
+        if not isinstance(run, dict):
             run = {"task": "unknown", "status": "unreadable run.json"}
         curves = read_curves(run_dir, metrics=metrics)
         if curves:
