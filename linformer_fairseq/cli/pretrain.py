@@ -25,12 +25,14 @@ Environment:
 """
 
 import argparse
+import json
 import logging
 import os
 import shlex
 import sys
 from typing import List
 
+from ..atomic_files import atomic_write_json
 from . import launch_plan
 from .checkpoint_files import CheckpointRepairError, repair_run_checkpoints
 from .launch_plan import LaunchError
@@ -160,6 +162,21 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     return command, lines, cfg
 
 
+def record_resources(save_dir: str, measured: dict) -> None:
+    """SAVE_DIR/resources.json: the peak resident memory of training (the largest over restarts) and the
+    wall time (summed over restarts), beside what fairseq logs (words/s in TensorBoard)."""
+    path = os.path.join(save_dir, "resources.json")
+    previous = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+    atomic_write_json(path, {
+        "peak_rss_gb": round(max(previous.get("peak_rss_gb", 0), measured["peak_rss_kb"] / 2**20), 3),
+        "wall_seconds": round(previous.get("wall_seconds", 0) + measured["seconds"], 1),
+        "launches": previous.get("launches", 0) + 1,
+    })
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="linformer-pretrain", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,7 +214,9 @@ def main(argv=None) -> int:
         return 0
     say(f"log: {log_path}")
     progress = Progress("pretrain", total=cfg.optimization.max_update or None, enabled=rank == 0)
-    status = run_logged(command, log_path, progress=progress, echo=args.verbose)
+    resources = {}
+    status = run_logged(command, log_path, progress=progress, echo=args.verbose, resources=resources)
+    record_resources(save_dir, resources)
     if status != 0:
         print(tail(log_path), file=sys.stderr)
         say(f"training failed (exit status {status}); the whole log: {log_path}")

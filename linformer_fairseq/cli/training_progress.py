@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -80,12 +81,15 @@ class Progress:
 
 
 def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = None, cwd: Optional[str] = None,
-               progress: Optional[Progress] = None, echo: bool = False) -> int:
+               progress: Optional[Progress] = None, echo: bool = False, resources: Optional[dict] = None) -> int:
     """Run ``command`` with stdout and stderr appended to ``log_path``; returns its exit status.
 
-    ``echo`` also copies every line to the console (``--verbose``)."""
+    ``echo`` also copies every line to the console (``--verbose``). ``resources`` receives
+    ``peak_rss_kb`` (the largest resident set of the command or of any process it waited for, e.g.
+    torchrun's workers) and ``seconds`` (wall time)."""
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, "a", buffering=1, errors="replace") as log:
+        started = time.monotonic()
         process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace", env=env, cwd=cwd, bufsize=1)
         try:
@@ -99,9 +103,12 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
             process.kill()
             raise
         finally:
-            status = process.wait()
+            _, wait_status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
+            process.returncode = status = os.waitstatus_to_exitcode(wait_status)
             if progress is not None:
                 progress.close()
+    if resources is not None:
+        resources.update(peak_rss_kb=usage.ru_maxrss, seconds=time.monotonic() - started)
     return status
 
 
