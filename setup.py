@@ -35,6 +35,7 @@ setup(
             "linformer-prepare-corpus = linformer_data_prep.pretraining_corpus:main",
             "linformer-prepare-finetune = linformer_data_prep.finetune_data:main",
             "linformer-sample-corpus = linformer_data_prep.sample_corpus:main",
+            "linformer-debian-docs = linformer_data_prep.debian_docs:main",
             "linformer-check-shards = linformer_data_prep.check_shards:main",
             "linformer-pretrain = linformer_fairseq.cli.pretrain:main",
             "linformer-finetune = linformer_fairseq.cli.finetune:main",
