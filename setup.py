@@ -46,6 +46,7 @@ setup(
             "linformer-plot-curves = linformer_fairseq.cli.plot_curves:main",
             "linformer-benchmark-attention = linformer_fairseq.cli.benchmark_attention:main",
             "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
+            "linformer-attention-spectrum = linformer_fairseq.cli.attention_spectrum:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
         ],
     },
