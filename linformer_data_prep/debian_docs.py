@@ -658,14 +658,16 @@ def build_corpus(out: Path, packages: Sequence[str], cache: Path) -> dict:
     if not packages or len(set(packages)) != len(packages):
         raise DataPrepError(f"--packages {','.join(packages)}: expected distinct package names")
     if is_complete(out):
-        info = read_completion(out)
-        if list(info.get("packages", {})) != list(packages):
-            raise DataPrepError(f"{out} already holds a corpus of {', '.join(info.get('packages', {}))}, not of "
+        info = read_completion(out)  # its keys are sorted: the package order is in package_list
+        if info.get("package_list") != list(packages):
+            raise DataPrepError(f"{out} already holds a corpus of {', '.join(info.get('package_list', []))}, not of "
                                 f"{', '.join(packages)}: use another --out or delete {out}")
+        info["packages"] = {package: info["packages"][package] for package in packages}
         info["reused"] = True
         return info
     seen = set()
-    info = {"packages": {}, "total_prose_bytes": 0, "documents": 0}
+    # the order matters: of two identical documents, the earlier package's is kept
+    info = {"package_list": list(packages), "packages": {}, "total_prose_bytes": 0, "documents": 0}
     with atomic_directory(out) as temp:
         (temp / "licences").mkdir()
         for package in packages:

@@ -421,10 +421,13 @@ def test_deb_from_cache_to_corpus_directory(deb_cache, tmp_path, no_download):
 
 def test_cli_prints_the_size(deb_cache, tmp_path, capsys, no_download):
     out = tmp_path / "corpus"
-    assert debian_docs.main(["--out", str(out), "--packages", "python3.11-doc", "--cache", str(deb_cache)]) == 0
-    assert "MB of prose in 1 documents (python3.11-doc 0.0 MB); written in" in capsys.readouterr().out
-    assert debian_docs.main(["--out", str(out), "--packages", "python3.11-doc", "--cache", str(deb_cache)]) == 0
-    assert "complete already, reused" in capsys.readouterr().out
+    argv = ["--out", str(out), "--packages", "python3.11-doc,linux-doc-6.1", "--cache", str(deb_cache)]
+    assert debian_docs.main(argv) == 0
+    assert "MB of prose in 4 documents (python3.11-doc 0.0 MB, linux-doc-6.1 0.0 MB); written in" in capsys.readouterr().out
+    assert debian_docs.main(argv) == 0  # reused, with the packages in the order given
+    assert "MB of prose in 4 documents (python3.11-doc 0.0 MB, linux-doc-6.1 0.0 MB); complete already, reused" in capsys.readouterr().out
+    assert debian_docs.main(argv[:3] + ["linux-doc-6.1,python3.11-doc"] + argv[4:]) == 2
+    assert "already holds a corpus of python3.11-doc, linux-doc-6.1" in capsys.readouterr().err
 
 
 def _fake_tool(directory: Path, name: str, script: str):
