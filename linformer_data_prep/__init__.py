@@ -9,6 +9,9 @@ Entry points (run from the repository root):
     SST-2 / QNLI / QQP (GLUE) and IMDB -> fairseq's sentence-prediction layout.
 ``linformer-sample-corpus``
     a small offline pretraining corpus from the Python documentation shipped with CPython.
+``linformer-debian-docs``
+    a real English corpus of 24 MB that installs offline through apt: Debian's documentation packages
+    (Linux kernel, Python, Perl) cleaned from reStructuredText / POD into prose.
 ``linformer-check-shards``
     checks that every shard of a colon-joined data path shares one dictionary.
 """
