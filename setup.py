@@ -48,6 +48,8 @@ setup(
             "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
             "linformer-attention-spectrum = linformer_fairseq.cli.attention_spectrum:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
+            "linformer-replicate = linformer_fairseq.cli.replicate:main",
+            "linformer-replication-report = linformer_fairseq.cli.replication_report:main",
         ],
     },
 )

@@ -10,6 +10,8 @@ resumes, and stops the pipeline.
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from .training_progress import Progress, run_logged, tail
@@ -17,6 +19,15 @@ from .training_progress import Progress, run_logged, tail
 
 class StageFailed(RuntimeError):
     """A stage's command failed; the message names its log and how to resume."""
+
+
+@dataclass
+class Stage:
+    name: str
+    description: str
+    commands: List[List[str]]
+    updates: Optional[int] = None  # show a progress bar over this many updates
+    env: dict = field(default_factory=dict)  # on top of the pipeline's environment
 
 
 class Stages:
@@ -34,18 +45,20 @@ class Stages:
         return os.path.join(self.out, "logs", f"{name}.log")
 
     def run(self, name: str, description: str, commands: Sequence[List[str]], updates: Optional[int] = None,
-            always: bool = False) -> None:
+            always: bool = False, number: Optional[int] = None, env: Optional[dict] = None, position: int = 0) -> None:
         """Run ``commands`` in order as stage ``name`` (skipped when done before, unless ``always``)."""
-        self.number += 1
-        label = f"[{self.number}/{self.total}] {name}"
+        if number is None:
+            self.number += 1
+            number = self.number
+        label = f"[{number}/{self.total}] {name}"
         if self.done(name) and not always:
             print(f"{label}: done before, reused ({description})")
             return
         log = self.log_path(name)
         started = time.monotonic()
         for command in commands:
-            progress = Progress(label, total=updates) if updates else None
-            status = run_logged(command, log, env=self.env, progress=progress)
+            progress = Progress(label, total=updates, position=position) if updates else None
+            status = run_logged(command, log, env=dict(self.env or os.environ, **(env or {})), progress=progress)
             if status != 0:
                 sys.stdout.flush()
                 print(tail(log), file=sys.stderr, end="")
@@ -54,3 +67,15 @@ class Stages:
         if not always:
             open(os.path.join(self.out, ".done", name), "w").close()
         print(f"{label}: finished in {time.monotonic() - started:.0f} s ({description}; log: {log})")
+
+    def run_parallel(self, stages: Sequence[Stage], workers: int) -> None:
+        """Run independent stages, ``workers`` at a time; the first failure is raised once all have ended."""
+        first = self.number + 1
+        self.number += len(stages)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(self.run, stage.name, stage.description, stage.commands, stage.updates,
+                                   number=first + index, env=stage.env, position=index % max(1, workers))
+                       for index, stage in enumerate(stages)]
+        failures = [future.exception() for future in futures if future.exception() is not None]
+        if failures:
+            raise failures[0]

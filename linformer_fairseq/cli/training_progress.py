@@ -48,12 +48,13 @@ class Progress:
     description: str
     total: Optional[int] = None
     enabled: bool = True
+    position: int = 0  # the bar's line, when several run at once
     latest: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         # disable=None: no bar when the console is not a terminal (CI, log files)
         self.bar = tqdm(total=self.total, desc=self.description, unit="upd", disable=None if self.enabled else True,
-                        leave=False, file=sys.stderr, dynamic_ncols=True)
+                        leave=False, file=sys.stderr, dynamic_ncols=True, position=self.position)
 
     def feed(self, line: str) -> None:
         parsed = parse_record(line)
