@@ -29,7 +29,7 @@ def shard_paths(data_path: Union[str, List[str]]) -> List[Path]:
 def check_shards(data_path: Union[str, List[str]], require_valid: bool = True, require_complete: bool = False) -> List[Path]:
     """Raise :class:`DataPrepError` unless every shard has dict.txt and train.{bin,idx}, all
     dict.txt files are identical, and (``require_valid``) the first shard has valid.{bin,idx}.
-    ``require_complete`` also asks for data_prep's completion marker. Returns the shard paths."""
+    ``require_complete`` also asks for data preparation's completion marker. Returns the shard paths."""
     shards = shard_paths(data_path)
     for shard in shards:
         if not shard.is_dir():

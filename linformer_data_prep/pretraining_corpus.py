@@ -27,7 +27,7 @@ Output::
     OUT/prep_info.json           settings and counts
 
 The text format is one sentence per line with a blank line between documents, for fairseq's
-``--sample-break-mode complete_doc``. Re-running with the same settings skips finished steps and
+``--sample-break-mode complete`` (our recipes) or ``complete_doc``. Re-running with the same settings skips finished steps and
 complete shards and redoes a shard that a killed run left incomplete; re-running with different
 settings into the same OUT is refused. ``OUT/work`` (intermediate text) is deleted at the end
 unless ``--keep-work``.

@@ -7,7 +7,7 @@ digit, or an opening quote/bracket. A ``.`` does not end a sentence after a know
 
 It errs on the side of not splitting (lower-cased text such as BookCorpus is never split, which is
 right: its rows are already sentences). A missed boundary only makes a line longer; the pretraining
-data is packed into blocks of whole lines (``--sample-break-mode complete_doc``), so line
+data is packed into blocks of whole lines (``--sample-break-mode complete``), so line
 boundaries matter only as places where a block may end.
 """
 import re
