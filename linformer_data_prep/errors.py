@@ -8,3 +8,20 @@ flag at fault; the command-line entry points print it without a traceback.
 
 class DataPrepError(Exception):
     """Bad input or an inconsistent output directory; the message says where and what was expected."""
+
+
+def run_command(prepare, describe) -> int:
+    """A data preparation command line: ``prepare()`` with the project's log format, its result
+    described on stdout, a DataPrepError as one line ``error: ...`` on stderr and exit status 2."""
+    import sys
+
+    from linformer_fairseq.cli.logs import setup_logging
+
+    setup_logging()
+    try:
+        result = prepare()
+    except DataPrepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(describe(result))
+    return 0

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 from linformer_fairseq.atomic_files import atomic_directory
 
 from .bad_rows import BadRowPolicy, Example
-from .errors import DataPrepError
+from .errors import DataPrepError, run_command
 from .fairseq_binarize import binarize
 from .finetune_sources import read_task_splits
 from .finetune_tasks import TASKS, TaskSpec, task_spec
@@ -236,15 +236,9 @@ def prepare_task(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
-    try:
-        meta = prepare_task(args)
-    except DataPrepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({key: meta[key] for key in ("task", "num_classes", "splits", "skipped_rows")}))
-    return 0
+    return run_command(lambda: prepare_task(args),
+                       lambda meta: json.dumps({key: meta[key] for key in ("task", "num_classes", "splits", "skipped_rows")}))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from linformer_fairseq.atomic_files import (
 )
 
 from .check_shards import check_shards
-from .errors import DataPrepError
+from .errors import DataPrepError, run_command
 from .fairseq_binarize import binarize
 from .ordered_pool import batched, ordered_map
 from .parallel_encoding import encode_file
@@ -402,15 +402,8 @@ def prepare_corpus(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO)
     args = build_parser().parse_args(argv)
-    try:
-        info = prepare_corpus(args)
-    except DataPrepError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(info["data_path"])
-    return 0
+    return run_command(lambda: prepare_corpus(args), lambda info: info["data_path"])
 
 
 if __name__ == "__main__":

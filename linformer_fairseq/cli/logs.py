@@ -26,9 +26,17 @@ def quiet_third_party() -> None:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log to stderr in fairseq's format. Importing fairseq configures the root logger at DEBUG with a
-    format of its own; this replaces that configuration."""
-    logging.basicConfig(format=LOG_FORMAT, datefmt=DATE_FORMAT, level=level, stream=sys.stderr, force=True)
+    """Log to stderr in LOG_FORMAT at ``level``. Importing fairseq may already have put a console
+    handler of its own on the root logger: console handlers are replaced, others (log files, a test
+    runner's capture) are kept."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler and getattr(handler, "stream", None) in (sys.stderr, sys.stdout):
+            root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    root.addHandler(console)
+    root.setLevel(level)
     quiet_third_party()
 
 
