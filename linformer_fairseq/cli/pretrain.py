@@ -163,8 +163,8 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
 
 
 def record_resources(save_dir: str, measured: dict) -> None:
-    """SAVE_DIR/resources.json: the peak resident memory of training (the largest over restarts) and the
-    wall time (summed over restarts), beside what fairseq logs (words/s in TensorBoard)."""
+    """SAVE_DIR/resources.json: the peak resident memory of training (the largest over restarts), the wall
+    and CPU time (summed over restarts), beside what fairseq logs (words/s in TensorBoard)."""
     path = os.path.join(save_dir, "resources.json")
     previous = {}
     if os.path.exists(path):
@@ -173,6 +173,7 @@ def record_resources(save_dir: str, measured: dict) -> None:
     atomic_write_json(path, {
         "peak_rss_gb": round(max(previous.get("peak_rss_gb", 0), measured["peak_rss_kb"] / 2**20), 3),
         "wall_seconds": round(previous.get("wall_seconds", 0) + measured["seconds"], 1),
+        "cpu_seconds": round(previous.get("cpu_seconds", 0) + measured["cpu_seconds"], 1),
         "launches": previous.get("launches", 0) + 1,
     })
 

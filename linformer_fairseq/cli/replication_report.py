@@ -6,7 +6,8 @@ Reads OUT/plan.json (the runs and their sweeps) and each run OUT/runs/NAME (Tens
 checkpoint_last.pt, resources.json) and writes OUT/results/:
   replication.md   one row per run: n, k, parameters, updates, final validation perplexity, its ratio
                    to RoBERTa's at the same n, masked-token accuracy, tokens/s (median of fairseq's
-                   per-interval words/s after the first interval), peak resident memory, wall time
+                   per-interval words/s after the first interval), peak resident memory, wall and CPU
+                   time (CPU time is what a run costs whatever else shares the machine)
   replication.csv  the same
   curves.csv       validation perplexity against updates, every run
   k_sweep.png      Figure 3 (a, b): validation perplexity against updates at one n, a curve per k + RoBERTa
@@ -27,7 +28,7 @@ from .compare_pretraining import summarize
 from .logs import setup_logging
 
 COLUMNS = ["run", "attention", "n", "k", "parameters", "updates", "valid_ppl", "ppl_ratio_to_roberta",
-           "valid_accuracy", "tokens_per_s", "peak_rss_gb", "wall_minutes"]
+           "valid_accuracy", "tokens_per_s", "peak_rss_gb", "wall_minutes", "cpu_minutes"]
 
 
 def collect(out: str) -> (dict, List[dict], Dict[str, list]):
@@ -45,7 +46,8 @@ def collect(out: str) -> (dict, List[dict], Dict[str, list]):
                      "parameters": summary["parameters"], "updates": summary["updates"],
                      "valid_ppl": summary["valid_ppl"], "valid_accuracy": summary["valid_accuracy"],
                      "tokens_per_s": summary["words_per_s"], "peak_rss_gb": resources.get("peak_rss_gb", float("nan")),
-                     "wall_minutes": resources.get("wall_seconds", float("nan")) / 60, "sweeps": run["sweeps"]})
+                     "wall_minutes": resources.get("wall_seconds", float("nan")) / 60,
+                     "cpu_minutes": resources.get("cpu_seconds", float("nan")) / 60, "sweeps": run["sweeps"]})
         curves[run["name"]] = run_curves["valid perplexity"]
     roberta = {row["n"]: row["valid_ppl"] for row in rows if row["attention"] == "roberta"}
     for row in rows:
@@ -63,9 +65,9 @@ def _fmt(value, digits):
 def markdown(plan: dict, rows: List[dict]) -> str:
     settings = plan["settings"]
     head = ["run", "attention", "n", "k", "parameters", "updates", "valid ppl", "÷ RoBERTa at same n",
-            "masked acc. %", "tokens/s", "peak RSS GB", "wall min"]
+            "masked acc. %", "tokens/s", "peak RSS GB", "wall min", "CPU min"]
     digits = {"valid_ppl": 2, "ppl_ratio_to_roberta": 3, "valid_accuracy": 1, "tokens_per_s": 0, "peak_rss_gb": 2,
-              "wall_minutes": 1}
+              "wall_minutes": 1, "cpu_minutes": 1}
     lines = [f"Preset `{plan['preset']}`: `{settings['size']}` models, {settings['tokens_per_update']:,} tokens per "
              f"update, {settings['max_update']} updates, validation every {settings['validate_interval_updates']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -87,7 +87,8 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
 
     ``echo`` also copies every line to the console (``--verbose``). ``resources`` receives
     ``peak_rss_kb`` (the largest resident set of the command or of any process it waited for, e.g.
-    torchrun's workers) and ``seconds`` (wall time)."""
+    torchrun's workers), ``seconds`` (wall time) and ``cpu_seconds`` (user + system time of the command
+    and the processes it waited for: what the work cost, whatever else shared the machine)."""
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, "a", buffering=1, errors="replace") as log:
         started = time.monotonic()
@@ -109,7 +110,8 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
             if progress is not None:
                 progress.close()
     if resources is not None:
-        resources.update(peak_rss_kb=usage.ru_maxrss, seconds=time.monotonic() - started)
+        resources.update(peak_rss_kb=usage.ru_maxrss, seconds=time.monotonic() - started,
+                         cpu_seconds=usage.ru_utime + usage.ru_stime)
     return status
 
 
