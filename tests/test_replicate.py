@@ -1,0 +1,102 @@
+"""linformer-replicate (scripts/replicate.sh): the runs its presets plan, and the whole pipeline in
+its fast mode: every stage, the tables and figures hold the runs' own numbers, a re-run reuses what
+finished and a run that did not finish resumes from its checkpoint."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from linformer_fairseq.cli import replicate
+from linformer_fairseq.cli.training_progress import records
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.dirname(os.path.dirname(sys.executable))
+
+
+def test_the_cpu_preset_plans_each_run_of_both_sweeps_once():
+    runs = {run.name: run for run in replicate.plan_runs(replicate.load_preset("cpu"))}
+    assert sorted(runs) == sorted(["linformer_n512_k32", "linformer_n512_k64", "linformer_n512_k128",
+                                   "linformer_n512_k256", "roberta_n512", "linformer_n256_k64", "linformer_n1024_k64",
+                                   "roberta_n256", "roberta_n1024"])
+    assert runs["linformer_n512_k64"].sweeps == ["k_sweep", "n_sweep"]  # shared by the two sweeps
+    assert runs["roberta_n512"].sweeps == ["k_sweep", "n_sweep"]
+    assert (runs["linformer_n1024_k64"].row, runs["roberta_n256"].row) == ("small_n1024_k64", "roberta_small_n256")
+
+
+def test_every_run_gets_the_same_schedule_and_tokens_per_update(tmp_path):
+    preset = replicate.load_preset("cpu")
+    commands = [replicate.pretrain_command(run, preset, "DATA", str(tmp_path)) for run in replicate.plan_runs(preset)]
+    schedules = {tuple(arg for arg in command if arg.startswith(("task.tokens_per_update", "optimization.max_update",
+                                                                 "recipe=", "dataset.validate"))) for command in commands}
+    assert schedules == {("recipe=replication", "task.tokens_per_update=8192", "optimization.max_update=600",
+                          "dataset.validate_interval_updates=50")}
+    # 8,192 tokens are whole sequences at every n of the sweeps
+    assert all(8192 % n == 0 for n in (256, 512, 1024))
+
+
+def test_presets_name_their_corpus_and_scale():
+    for name in ("cpu", "gpu", "cluster", "fast"):
+        preset = replicate.load_preset(name)
+        assert {"corpus", "size", "tokens_per_update", "max_update", "k_sweep", "n_sweep"} <= set(preset)
+    assert replicate.load_preset("cluster")["corpus"]["source"] == "bookcorpus+wikipedia"
+    with pytest.raises(SystemExit, match="no preset .*nowhere.yaml"):
+        replicate.load_preset("nowhere")
+
+
+def replicate_fast(out):
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", "replicate.sh"), "--fast", "--out", str(out)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+                          env=dict(os.environ, VENV=VENV))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replication")
+    proc = replicate_fast(out)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    return out, proc.stdout
+
+
+@pytest.mark.slow
+def test_fast_mode_runs_every_stage_and_reports_the_runs_own_numbers(finished):
+    out, console = finished
+    plan = json.loads((out / "plan.json").read_text())
+    names = [run["name"] for run in plan["runs"]]
+    for stage in ["corpus", *names, "spectrum", "report"]:
+        assert re.search(rf"\] {stage}: finished in \d+ s", console), stage
+    rows = {row["run"]: row for row in csv.DictReader(open(out / "results" / "replication.csv"))}
+    assert sorted(rows) == sorted(names)
+    for name in names:
+        valid = records(str(out / "runs" / name / "train.log"), "valid")
+        assert float(rows[name]["valid_ppl"]) == pytest.approx(float(valid[-1]["valid_ppl"]), rel=1e-3)
+        assert int(rows[name]["updates"]) == 6
+        assert float(rows[name]["peak_rss_gb"]) > 0 and float(rows[name]["cpu_minutes"]) > 0
+        assert float(rows[name]["tokens_per_s"]) > 0
+    for row in rows.values():  # each run against RoBERTa at its own n
+        roberta = rows[f"roberta_n{row['n']}"]
+        assert float(row["ppl_ratio_to_roberta"]) == pytest.approx(float(row["valid_ppl"]) / float(roberta["valid_ppl"]), rel=1e-6)
+    curves = list(csv.DictReader(open(out / "results" / "curves.csv")))
+    assert {c["run"] for c in curves} == set(names) and {c["update"] for c in curves} >= {"3", "6"}
+    for figure in ("k_sweep.png", "n_sweep.png", "spectrum/spectrum.png"):
+        assert (out / "results" / figure).read_bytes().startswith(b"\x89PNG")
+    spectrum = json.loads((out / "results" / "spectrum" / "spectrum.json").read_text())
+    assert spectrum["checkpoint"] == str(out / "runs" / "roberta_n64" / "checkpoint_last.pt")  # standard attention
+    assert "| roberta_n64 | roberta | 64 |" in console  # the table is printed at the end
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_finished_runs_and_an_unfinished_run_resumes_from_its_checkpoint(finished):
+    out, _ = finished
+    os.remove(out / ".done" / "linformer_n64_k16")  # as if killed after its last checkpoint
+    proc = replicate_fast(out)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert "roberta_n64: done before, reused" in proc.stdout and "linformer_n64_k16: finished in" in proc.stdout
+    log = (out / "runs" / "linformer_n64_k16" / "train.log").read_text()
+    resumed = log.split("checkpoint_last.pt (epoch")[-1]
+    assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch \d+ @ 6 updates\)", log)
+    assert '"num_updates": "1"' not in resumed  # continued, not trained again from the start
