@@ -24,7 +24,8 @@ FINETUNE_GRID_SBATCH = REPO / "scripts" / "slurm" / "finetune_grid.sbatch"
 CPU_JOB = ["--nodes=1", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1", "--time=5"]
 # the job runs scripts/pretrain.sh with the interpreter running these tests
 CPU_ENV = {"CPU": "1", "VENV": sys.prefix, "OMP_NUM_THREADS": "1"}
-TINY = ["tiny", "dataset.batch_size=4", "common.log_interval=1"]  # 2 workers x 4 = the config's 8 per update
+# 2 workers x 4 = 8 sequences of 64 tokens per update
+TINY = ["tiny_n64_k16", "task.tokens_per_update=512", "dataset.batch_size=4", "common.log_interval=1"]
 UPDATES = re.compile(r'\bnum_updates"?[=:] ?"?(\d+)')  # fairseq's simple and json log formats
 
 
