@@ -44,3 +44,12 @@ def binarize(text_dir, dest):
         "--validpref", os.path.join(text_dir, "valid.txt"), "--destdir", dest, "--workers", "1",
         "--nwordssrc", "400")
     return str(dest)
+
+
+def run_pipeline(script, out, *args, timeout=900):
+    """``bash scripts/SCRIPT --out OUT ARGS`` (quickstart.sh, replicate.sh) with this environment as its VENV;
+    the completed process, console output in ``stdout``."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(["bash", os.path.join(root, "scripts", script), "--out", str(out), *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                          env=dict(os.environ, VENV=os.path.dirname(os.path.dirname(sys.executable))))

@@ -175,16 +175,6 @@ def test_nan_or_missing_accuracies_are_incomplete_never_numbers(evaluation, why,
     assert str(run_dir) in incomplete and why in incomplete
 
 
-def test_a_run_json_that_is_not_an_object_is_listed_as_incomplete(tmp_path):
-    runs = tmp_path / "runs"
-    write_run(runs, "ok", "sst2", 90.0)
-    (runs / "list").mkdir()
-    (runs / "list" / "run.json").write_text("[1, 2, 3]")
-    collect_results.collect(str(runs), str(tmp_path / "out"))
-    incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
-    assert str(runs / "list") in incomplete and "run.json is not a JSON object but a list" in incomplete
-
-
 def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "out"
@@ -238,11 +228,15 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     assert not (tmp_path / "out" / "results.md").exists()
 
 
-def test_unreadable_run_json_is_listed_as_incomplete(tmp_path):
+@pytest.mark.parametrize("content,problem", [
+    ('{"task": "sst2", "stat', "unreadable run.json"),
+    ("[1, 2, 3]", "run.json is not a JSON object but a list"),
+])
+def test_an_unusable_run_json_is_listed_as_incomplete(content, problem, tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "ok", "sst2", 90.0)
     (runs / "broken").mkdir()
-    (runs / "broken" / "run.json").write_text('{"task": "sst2", "stat')
+    (runs / "broken" / "run.json").write_text(content)
     collect_results.collect(str(runs), str(tmp_path / "out"))
     incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
-    assert str(runs / "broken") in incomplete and "unreadable run.json" in incomplete
+    assert str(runs / "broken") in incomplete and problem in incomplete

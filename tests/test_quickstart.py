@@ -5,21 +5,17 @@ import csv
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
+from tests.cli_runner import run_pipeline
+
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.dirname(os.path.dirname(sys.executable))  # reuse this environment, no new install
 
 
-def quickstart(out, *args, env=None):
-    return subprocess.run(["bash", os.path.join(ROOT, "scripts", "quickstart.sh"), "--fast", "--out", str(out), *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
-                          env=dict(os.environ, VENV=VENV, **(env or {})))
+def quickstart(out, *args):
+    return run_pipeline("quickstart.sh", out, "--fast", *args)
 
 
 def is_png(path):

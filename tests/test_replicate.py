@@ -6,16 +6,12 @@ import csv
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from linformer_fairseq.cli import replicate
 from linformer_fairseq.cli.training_progress import records
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.dirname(os.path.dirname(sys.executable))
+from tests.cli_runner import run_pipeline
 
 
 def test_the_cpu_preset_plans_each_run_of_both_sweeps_once():
@@ -49,9 +45,7 @@ def test_presets_name_their_corpus_and_scale():
 
 
 def replicate_fast(out):
-    return subprocess.run(["bash", os.path.join(ROOT, "scripts", "replicate.sh"), "--fast", "--out", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          env=dict(os.environ, VENV=VENV))
+    return run_pipeline("replicate.sh", out, "--fast")
 
 
 @pytest.fixture(scope="module")

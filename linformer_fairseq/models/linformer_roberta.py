@@ -127,35 +127,26 @@ def linformer_roberta_large_architecture(args):
     base_architecture(args)
 
 
-def _small_sizes(args, layers, dim, heads):
-    args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
-    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", dim)
-    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 4 * dim)
-    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", heads)
+# Sizes for small hardware, each with our attention and with fairseq's (side-by-side baselines):
+# small (4 layers of 256) is the quick start's and the replication's model, tiny (2 of 64) the tests'.
+SMALL_SIZES = {"small": (4, 256, 4), "tiny": (2, 64, 4)}
 
 
-@register_model_architecture("linformer_roberta", "linformer_roberta_small")
-def linformer_roberta_small_architecture(args):
-    """4 layers of 256: the quick start's model, trains on a laptop CPU in minutes."""
-    _small_sizes(args, layers=4, dim=256, heads=4)
-    base_architecture(args)
+def _register_small_sizes():
+    for size, (layers, dim, heads) in SMALL_SIZES.items():
+        def set_sizes(args, layers=layers, dim=dim, heads=heads):
+            args.encoder_layers = safe_getattr(args, "encoder_layers", layers)
+            args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", dim)
+            args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 4 * dim)
+            args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", heads)
+
+        for model, name, complete in (("linformer_roberta", f"linformer_roberta_{size}", base_architecture),
+                                      ("roberta", f"roberta_{size}", roberta_base_architecture)):
+            def architecture(args, set_sizes=set_sizes, complete=complete):
+                set_sizes(args)
+                complete(args)
+
+            register_model_architecture(model, name)(architecture)
 
 
-@register_model_architecture("linformer_roberta", "linformer_roberta_tiny")
-def linformer_roberta_tiny_architecture(args):
-    """2 layers of 64: for tests."""
-    _small_sizes(args, layers=2, dim=64, heads=4)
-    base_architecture(args)
-
-
-# Same sizes with fairseq's own attention, for side-by-side baselines on small hardware.
-@register_model_architecture("roberta", "roberta_small")
-def roberta_small_architecture(args):
-    _small_sizes(args, layers=4, dim=256, heads=4)
-    roberta_base_architecture(args)
-
-
-@register_model_architecture("roberta", "roberta_tiny")
-def roberta_tiny_architecture(args):
-    _small_sizes(args, layers=2, dim=64, heads=4)
-    roberta_base_architecture(args)
+_register_small_sizes()
