@@ -4,12 +4,16 @@ Module names and ``version`` buffers follow fairseq's ``examples/linformer`` so 
 checkpoints load unchanged; the layerwise-shared projection lives on the encoder as
 ``compress_layer`` and is also registered in each layer's attention, as there. All layers of one
 encoder share one ``PaddingPacker``, so the padding is sorted once per forward, not per layer.
+
+The attention files this imports use torch only (``linformer-export-hf`` copies them into its
+exports); what is fairseq's stays here, such as quant-noise on the attention's projections.
 """
 
 import torch
 from fairseq import utils
 from fairseq.models.transformer import TransformerEncoder
 from fairseq.modules import TransformerEncoderLayer
+from fairseq.modules.quant_noise import quant_noise
 from torch import nn
 
 from .linear_attention import MultiheadLinearAttention
@@ -29,20 +33,20 @@ class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
         self.register_buffer("version", torch.tensor(2))
 
     def build_self_attention(self, embed_dim, cfg):
-        args = self.args
+        attention = self._build_attention(embed_dim, self.args)
+        for name in ("k_proj", "v_proj", "q_proj", "out_proj"):  # fairseq's MultiheadAttention does the same
+            quant_noise(getattr(attention, name), self.args.quant_noise_pq, self.args.quant_noise_pq_block_size)
+        return attention
+
+    def _build_attention(self, embed_dim, args):
         if args.attention_variant == "projection_free":
-            return ProjectionFreeAttention(
-                embed_dim, args.encoder_attention_heads, dropout=args.attention_dropout,
-                q_noise=args.quant_noise_pq, qn_block_size=args.quant_noise_pq_block_size,
-            )
+            return ProjectionFreeAttention(embed_dim, args.encoder_attention_heads, dropout=args.attention_dropout)
         return MultiheadLinearAttention(
             embed_dim,
             args.encoder_attention_heads,
             max_positions=args.max_positions,
             compressed_dim=self.compressed_dim,
             dropout=args.attention_dropout,
-            q_noise=args.quant_noise_pq,
-            qn_block_size=args.quant_noise_pq_block_size,
             projection=args.projection,
             per_head=bool(args.compressed_per_head),
             shared_kv=bool(args.shared_kv_compressed),
