@@ -38,6 +38,12 @@ class LinformerModel(RobertaModel):
     def add_args(parser):
         RobertaModel.add_args(parser)
         add_linformer_args(parser)
+        # fairseq's Transformer options, which RoBERTa's parser lacks; see LinformerTransformerEncoder
+        parser.add_argument("--checkpoint-activations", action="store_true",
+                            help="recompute each layer's activations in the backward pass instead of storing them")
+        parser.add_argument("--offload-activations", action="store_true",
+                            help="checkpoint activations and keep the layer inputs on the CPU (implies "
+                            "--checkpoint-activations)")
 
     @classmethod
     def hub_models(cls):
@@ -114,6 +120,8 @@ class LinformerEncoder(RobertaEncoder):
 def base_architecture(args):
     set_linformer_defaults(args)
     roberta_base_architecture(args)
+    args.offload_activations = safe_getattr(args, "offload_activations", False)
+    args.checkpoint_activations = safe_getattr(args, "checkpoint_activations", False) or args.offload_activations
 
 
 @register_model_architecture("linformer_roberta", "linformer_roberta_base")
