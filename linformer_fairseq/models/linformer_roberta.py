@@ -32,6 +32,28 @@ from .position_extension import extend_to_model
 logger = logging.getLogger(__name__)
 
 
+def find_sentencepiece_model(model_dir: str | None, data: str) -> str | None:
+    """The ``spm.model`` that encoded ``data``, or None. Data prep writes ``OUT/spm.model`` beside
+    ``OUT/data-bin/shard0`` (so: up to two levels above the data), and a fine-tuning data directory
+    names its tokenizer directory in ``meta.json`` (``settings.tokenizer_dir``); ``model_dir``
+    (the checkpoint's directory) is looked at first."""
+    import json
+
+    directories = [model_dir] if model_dir else []
+    meta = os.path.join(data, "meta.json")
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            tokenizer_dir = json.load(f).get("settings", {}).get("tokenizer_dir")
+        if tokenizer_dir:
+            directories.append(tokenizer_dir)
+    directories += [data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))]
+    for directory in directories:
+        candidate = os.path.join(directory, "spm.model")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 @register_model("linformer_roberta")
 class LinformerModel(RobertaModel):
     @staticmethod
@@ -59,12 +81,9 @@ class LinformerModel(RobertaModel):
         if bpe == "auto":
             bpe = None
             data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
-            # data_prep writes OUT/spm.model beside OUT/data-bin/shard0: look up to two levels above the data
-            for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
-                candidate = os.path.join(str(directory), "spm.model")
-                if os.path.isfile(candidate):
-                    bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
-                    break
+            candidate = find_sentencepiece_model(str(model_name_or_path), data)
+            if candidate is not None:
+                bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
         return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
 
     @classmethod
