@@ -75,7 +75,8 @@ class LinformerModel(RobertaModel):
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe="auto", **kwargs):
         """As ``RobertaModel.from_pretrained``; ``bpe="auto"`` uses the SentencePiece model that our
         data prep writes (``spm.model`` beside the checkpoint or the data) and otherwise no BPE
-        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE)."""
+        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE). ``fill_mask``
+        works on fine-tuned checkpoints too."""
         if bpe == "auto" and "sentencepiece_model" in kwargs:
             bpe = "sentencepiece"
         if bpe == "auto":
@@ -84,7 +85,13 @@ class LinformerModel(RobertaModel):
             candidate = find_sentencepiece_model(str(model_name_or_path), data)
             if candidate is not None:
                 bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
-        return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+        hub = super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+        # fine-tuned checkpoints keep their LM head, and the sentence-prediction task adds <mask> to the
+        # dictionary but does not name it as masked_lm does: name it, so that fill_mask works on them too
+        dictionary = hub.task.source_dictionary
+        if not hasattr(hub.task, "mask_idx") and dictionary.index("<mask>") != dictionary.unk():
+            hub.task.mask_idx = dictionary.index("<mask>")
+        return hub
 
     @classmethod
     def build_model(cls, args, task):
