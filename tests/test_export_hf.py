@@ -171,6 +171,7 @@ def test_fill_mask_pipeline_gives_fairseq_hub_predictions(pretrained_export, tex
                                rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_hf_predict_cli(exports, pretrained_export):
     binary = os.path.join(os.path.dirname(sys.executable), "linformer-hf-predict")
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -268,3 +269,11 @@ print("ok", "fairseq" not in {m.split(".")[0] for m in sys.modules if sys.module
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok True"
+
+
+def test_the_plugin_does_not_import_transformers():
+    """Users who never export do not pay for transformers: only the exporter imports it."""
+    script = "import sys, linformer_fairseq, linformer_fairseq.cli.export_hf; print(sorted({'transformers', 'safetensors'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from linformer_fairseq.models.linformer_roberta import LinformerModel
-from tests.checkpoints import N, REPOSITORY, sentences
+from tests.checkpoints import REPOSITORY, N, sentences
 from tests.cli_runner import run
 from tests.model_factory import PLUGIN_DIR
 
