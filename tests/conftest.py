@@ -17,3 +17,11 @@ def mlm_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mlm_data")
     return binarize(tiny_corpus(root / "text"), root / "bin")
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory):
+    """Data prep's output on real text (spm.model, pretraining shard) and SST-2-format fine-tuning data."""
+    from tests.checkpoints import prepare_text_data
+
+    return prepare_text_data(tmp_path_factory.mktemp("text_data"))

@@ -335,3 +335,17 @@ def test_version_1_checkpoint_with_an_untied_lm_head_loads_it_untied(data_dir):
     assert lm_head is not embed
     torch.testing.assert_close(lm_head, head)
     torch.testing.assert_close(embed, state["encoder.sentence_encoder.embed_tokens.weight"])
+
+
+@pytest.mark.parametrize("variant", [["--compressed-dim", 8], ["--attention-variant", "projection_free"]])
+def test_quant_noise_wraps_the_attention_projections_in_training(data_dir, variant):
+    """The attention modules import torch only; the fairseq encoder adds quant-noise (a forward
+    pre-hook that zeroes weight blocks in training) to their q/k/v/output projections."""
+    model, _ = build_model(data_dir, *MAXPOS, *variant, "--quant-noise-pq", 0.5, "--quant-noise-pq-block-size", 8)
+    attn = attn_layers(model)[0]
+    assert all(len(getattr(attn, name)._forward_pre_hooks) == 1 for name in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    before = attn.q_proj.weight.detach().clone()
+    attn.eval()(torch.randn(10, 2, attn.embed_dim))
+    assert torch.equal(attn.q_proj.weight, before)  # nothing at inference
+    attn.train()(torch.randn(10, 2, attn.embed_dim))
+    assert (attn.q_proj.weight == 0).any() and not torch.equal(attn.q_proj.weight, before)

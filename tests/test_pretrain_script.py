@@ -169,8 +169,9 @@ def test_every_row_composes_to_the_recipe_its_name_promises(name):
 
 def test_model_and_masking_options_are_overridable_without_plus():
     cfg = composed("base_n512_k128", "model.shared_kv_compressed=1", "model.projection=mean_pool",
-                   "task.mask_whole_words=true", "dataset.batch_size=4")
+                   "task.mask_whole_words=true", "dataset.batch_size=4", "model.checkpoint_activations=true")
     assert cfg.model.shared_kv_compressed == 1 and cfg.model.projection == "mean_pool"
+    assert cfg.model.checkpoint_activations is True and cfg.model.offload_activations is False
     assert cfg.task.mask_whole_words is True and cfg.dataset.batch_size == 4
 
 

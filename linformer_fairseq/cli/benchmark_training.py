@@ -67,7 +67,7 @@ def make_corpus(directory: str, n: int, lines: int, vocab: int) -> str:
                 f.write(" ".join(rng.choices(words, k=n - 2)) + "\n")
         args = options.get_preprocessing_parser().parse_args(
             ["--only-source", "--srcdict", os.path.join(temporary, "dict.txt"), "--trainpref",
-             os.path.join(temporary, "train.txt"), "--destdir", temporary, "--workers", "1"])
+             os.path.join(temporary, "train.txt"), "--destdir", str(temporary), "--workers", "1"])
         preprocess.main(args)
         os.remove(os.path.join(temporary, "train.txt"))
     mark_complete(directory, {"n": n, "lines": lines, "vocab": vocab})

@@ -32,12 +32,40 @@ from .position_extension import extend_to_model
 logger = logging.getLogger(__name__)
 
 
+def find_sentencepiece_model(model_dir: str | None, data: str) -> str | None:
+    """The ``spm.model`` that encoded ``data``, or None. Data prep writes ``OUT/spm.model`` beside
+    ``OUT/data-bin/shard0`` (so: up to two levels above the data), and a fine-tuning data directory
+    names its tokenizer directory in ``meta.json`` (``settings.tokenizer_dir``); ``model_dir``
+    (the checkpoint's directory) is looked at first."""
+    import json
+
+    directories = [model_dir] if model_dir else []
+    meta = os.path.join(data, "meta.json")
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            tokenizer_dir = json.load(f).get("settings", {}).get("tokenizer_dir")
+        if tokenizer_dir:
+            directories.append(tokenizer_dir)
+    directories += [data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))]
+    for directory in directories:
+        candidate = os.path.join(directory, "spm.model")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 @register_model("linformer_roberta")
 class LinformerModel(RobertaModel):
     @staticmethod
     def add_args(parser):
         RobertaModel.add_args(parser)
         add_linformer_args(parser)
+        # fairseq's Transformer options, which RoBERTa's parser lacks; see LinformerTransformerEncoder
+        parser.add_argument("--checkpoint-activations", action="store_true",
+                            help="recompute each layer's activations in the backward pass instead of storing them")
+        parser.add_argument("--offload-activations", action="store_true",
+                            help="checkpoint activations and keep the layer inputs on the CPU (implies "
+                            "--checkpoint-activations)")
 
     @classmethod
     def hub_models(cls):
@@ -47,19 +75,23 @@ class LinformerModel(RobertaModel):
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe="auto", **kwargs):
         """As ``RobertaModel.from_pretrained``; ``bpe="auto"`` uses the SentencePiece model that our
         data prep writes (``spm.model`` beside the checkpoint or the data) and otherwise no BPE
-        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE)."""
+        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE). ``fill_mask``
+        works on fine-tuned checkpoints too."""
         if bpe == "auto" and "sentencepiece_model" in kwargs:
             bpe = "sentencepiece"
         if bpe == "auto":
             bpe = None
             data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
-            # data_prep writes OUT/spm.model beside OUT/data-bin/shard0: look up to two levels above the data
-            for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
-                candidate = os.path.join(str(directory), "spm.model")
-                if os.path.isfile(candidate):
-                    bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
-                    break
-        return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+            candidate = find_sentencepiece_model(str(model_name_or_path), data)
+            if candidate is not None:
+                bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
+        hub = super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+        # fine-tuned checkpoints keep their LM head, and the sentence-prediction task adds <mask> to the
+        # dictionary but does not name it as masked_lm does: name it, so that fill_mask works on them too
+        dictionary = hub.task.source_dictionary
+        if not hasattr(hub.task, "mask_idx") and dictionary.index("<mask>") != dictionary.unk():
+            hub.task.mask_idx = dictionary.index("<mask>")
+        return hub
 
     @classmethod
     def build_model(cls, args, task):
@@ -114,6 +146,8 @@ class LinformerEncoder(RobertaEncoder):
 def base_architecture(args):
     set_linformer_defaults(args)
     roberta_base_architecture(args)
+    args.offload_activations = safe_getattr(args, "offload_activations", False)
+    args.checkpoint_activations = safe_getattr(args, "checkpoint_activations", False) or args.offload_activations
 
 
 @register_model_architecture("linformer_roberta", "linformer_roberta_base")

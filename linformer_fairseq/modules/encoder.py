@@ -4,12 +4,24 @@ Module names and ``version`` buffers follow fairseq's ``examples/linformer`` so 
 checkpoints load unchanged; the layerwise-shared projection lives on the encoder as
 ``compress_layer`` and is also registered in each layer's attention, as there. All layers of one
 encoder share one ``PaddingPacker``, so the padding is sorted once per forward, not per layer.
+
+The attention files this imports use torch only (``linformer-export-hf`` copies them into its
+exports); what is fairseq's stays here: quant-noise on the attention's projections, and activation
+checkpointing of whole layers (``--checkpoint-activations``, ``--offload-activations``), which
+fairseq's ``TransformerEncoderBase.build_encoder_layer`` applies to its own layers but which a
+subclass that builds its layers itself must apply again.
 """
 
+import functools
+
 import torch
+import torch.utils.checkpoint
 from fairseq import utils
+from fairseq.distributed import fsdp_wrap
 from fairseq.models.transformer import TransformerEncoder
+from fairseq.models.transformer.transformer_config import DEFAULT_MIN_PARAMS_TO_WRAP
 from fairseq.modules import TransformerEncoderLayer
+from fairseq.modules.quant_noise import quant_noise
 from torch import nn
 
 from .linear_attention import MultiheadLinearAttention
@@ -29,20 +41,20 @@ class LinformerTransformerEncoderLayer(TransformerEncoderLayer):
         self.register_buffer("version", torch.tensor(2))
 
     def build_self_attention(self, embed_dim, cfg):
-        args = self.args
+        attention = self._build_attention(embed_dim, self.args)
+        for name in ("k_proj", "v_proj", "q_proj", "out_proj"):  # fairseq's MultiheadAttention does the same
+            quant_noise(getattr(attention, name), self.args.quant_noise_pq, self.args.quant_noise_pq_block_size)
+        return attention
+
+    def _build_attention(self, embed_dim, args):
         if args.attention_variant == "projection_free":
-            return ProjectionFreeAttention(
-                embed_dim, args.encoder_attention_heads, dropout=args.attention_dropout,
-                q_noise=args.quant_noise_pq, qn_block_size=args.quant_noise_pq_block_size,
-            )
+            return ProjectionFreeAttention(embed_dim, args.encoder_attention_heads, dropout=args.attention_dropout)
         return MultiheadLinearAttention(
             embed_dim,
             args.encoder_attention_heads,
             max_positions=args.max_positions,
             compressed_dim=self.compressed_dim,
             dropout=args.attention_dropout,
-            q_noise=args.quant_noise_pq,
-            qn_block_size=args.quant_noise_pq_block_size,
             projection=args.projection,
             per_head=bool(args.compressed_per_head),
             shared_kv=bool(args.shared_kv_compressed),
@@ -86,8 +98,15 @@ class LinformerTransformerEncoder(TransformerEncoder):
                 groups=args.encoder_attention_heads if args.compressed_per_head else 1,
                 freeze=bool(args.freeze_compress),
             )
-        return LinformerTransformerEncoderLayer(args, self.compressed_dims[index], self.compress_layer,
-                                                self.padding_packer)
+        layer = LinformerTransformerEncoderLayer(args, self.compressed_dims[index], self.compress_layer,
+                                                 self.padding_packer)
+        # as fairseq's TransformerEncoderBase.build_encoder_layer (offloading implies checkpointing)
+        checkpoint = bool(getattr(args, "checkpoint_activations", False) or getattr(args, "offload_activations", False))
+        if checkpoint:
+            layer = checkpoint_wrapper(layer, offload_to_cpu=bool(getattr(args, "offload_activations", False)))
+        # when checkpointing, FSDP wraps every layer whatever its size (a no-op without fairscale)
+        min_params_to_wrap = getattr(args, "min_params_to_wrap", DEFAULT_MIN_PARAMS_TO_WRAP) if not checkpoint else 0
+        return fsdp_wrap(layer, min_num_params=min_params_to_wrap)
 
     def forward(self, src_tokens, src_lengths=None, return_all_hiddens: bool = False, token_embeddings=None):
         limit = self.args.max_positions
@@ -111,3 +130,36 @@ class LinformerTransformerEncoder(TransformerEncoder):
             ("compress_layer.bias", "self_attn.compress_k.bias", "self_attn.compress_v.bias"))]
         for key in unused:
             del state_dict[key]
+
+
+def checkpoint_wrapper(layer: nn.Module, offload_to_cpu: bool = False) -> nn.Module:
+    """Recompute ``layer``'s activations in the backward pass instead of storing them: its forward
+    keeps only its input (on the CPU with ``offload_to_cpu``, moved back for the recomputation).
+
+    fairseq's own ``checkpoint_wrapper`` is a reentrant autograd Function: its backward runs a
+    second, inner backward per layer, so a parameter that several layers share (the layerwise-shared
+    projection, ``--shared-layer-kv-compressed 1``) gets its gradient accumulated once per layer, and
+    DistributedDataParallel fails with "marked ready twice". PyTorch's non-reentrant checkpoint
+    recomputes inside the one backward graph, so a shared parameter's gradient is complete once,
+    as without checkpointing. Like fairseq's wrapper it sets ``precheckpoint_forward``, so fairseq's
+    ``unwrap_checkpoint`` undoes it, and it restores the RNG state, so dropout masks are the same
+    in the recomputation. Without autograd (validation, inference) the layer runs as is.
+    """
+    if hasattr(layer, "precheckpoint_forward"):
+        raise ValueError("checkpoint_wrapper: the layer is already checkpointed")
+    layer.precheckpoint_forward = layer.forward
+    layer.forward = functools.partial(_checkpointed_forward, layer.precheckpoint_forward, offload_to_cpu)
+    return layer
+
+
+def _checkpointed_forward(forward, offload_to_cpu: bool, x: torch.Tensor, *args, **kwargs):
+    if not torch.is_grad_enabled():
+        return forward(x, *args, **kwargs)
+    device = x.device
+    if offload_to_cpu:
+        x = x.to("cpu")  # what the checkpoint keeps for the backward pass
+
+    def run(stored, *inner_args, **inner_kwargs):
+        return forward(stored.to(device), *inner_args, **inner_kwargs)
+
+    return torch.utils.checkpoint.checkpoint(run, x, *args, use_reentrant=False, **kwargs)

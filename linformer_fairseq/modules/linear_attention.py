@@ -28,8 +28,6 @@ class MultiheadLinearAttention(MultiheadProjections):
         compressed_dim: int,
         dropout: float = 0.0,
         bias: bool = True,
-        q_noise: float = 0.0,
-        qn_block_size: int = 8,
         projection: str = "linear",
         per_head: bool = False,
         shared_kv: bool = False,
@@ -37,7 +35,7 @@ class MultiheadLinearAttention(MultiheadProjections):
         freeze: bool = False,
         padding_packer: PaddingPacker | None = None,
     ):
-        super().__init__(embed_dim, num_heads, dropout, bias, q_noise, qn_block_size)
+        super().__init__(embed_dim, num_heads, dropout, bias)
         self.scaling = self.head_dim**-0.5
         self.max_positions = max_positions
         self.per_head = per_head

@@ -3,9 +3,13 @@ head split and merge in fairseq's time-first layout.
 
 Names, order and initialisation follow fairseq's reference ``MultiheadLinearAttention`` (and its
 ``MultiheadAttention``), so state dicts line up key for key.
+
+Like every file of the attention (``linear_attention``, ``projections``, ``projection_free``), this
+one imports torch only, never fairseq: ``linformer-export-hf`` copies these files verbatim beside
+the exported model's ``transformers`` code. fairseq's quant-noise wraps the projections on the
+fairseq side (``encoder.py``); at inference it does nothing.
 """
 
-from fairseq.modules.quant_noise import quant_noise
 from torch import Tensor, nn
 
 
@@ -22,18 +26,17 @@ def merge_heads(x: Tensor) -> Tensor:
 
 
 class MultiheadProjections(nn.Module):
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 q_noise: float = 0.0, qn_block_size: int = 8):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"--encoder-embed-dim {embed_dim} is not divisible by --encoder-attention-heads {num_heads}")
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.dropout = dropout
-        self.k_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.v_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.q_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
-        self.out_proj = quant_noise(nn.Linear(embed_dim, embed_dim, bias=bias), q_noise, qn_block_size)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         # The reference's scaled initialisation, which fairseq found to converge better.
         for proj in (self.k_proj, self.v_proj, self.q_proj):
             nn.init.xavier_uniform_(proj.weight, gain=2**-0.5)

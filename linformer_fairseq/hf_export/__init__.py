@@ -1,0 +1,8 @@
+"""Export of linformer-fairseq checkpoints to Hugging Face ``transformers`` (``linformer-export-hf``).
+
+``exporter`` reads a fairseq checkpoint and writes a directory that ``transformers`` loads with
+``trust_remote_code=True``; ``remote/`` holds the ``transformers`` code written for it (config,
+models, tokenizer), which the exporter copies beside the attention modules of
+``linformer_fairseq/modules``. Nothing here is imported by the plugin itself, so users who do not
+export never import ``transformers``.
+"""

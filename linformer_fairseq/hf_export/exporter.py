@@ -1,0 +1,355 @@
+"""Write a fairseq Linformer RoBERTa checkpoint as a ``transformers`` model directory.
+
+OUT_DIR gets ``config.json`` (with ``auto_map``), ``model.safetensors`` (float32), the tokenizer
+(``spm.model``, fairseq's ``dict.txt``, ``tokenizer_config.json`` with ``auto_map``) and the code:
+``configuration_linformer.py``, ``modeling_linformer.py``, ``tokenization_linformer.py`` (from
+``remote/``) and the attention modules of ``linformer_fairseq/modules`` copied verbatim. The
+directory is built under a temporary name and appears complete or not at all; before it is moved
+into place it is loaded with ``transformers`` and compared with fairseq on a padded batch of
+sentences (skip with ``verify=False``).
+
+What cannot be carried exactly is refused (:class:`ExportError`), never approximated.
+"""
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..atomic_files import atomic_directory, atomic_write_json
+from .environment import hide_broken_torchaudio
+
+logger = logging.getLogger(__name__)
+
+REMOTE_DIR = Path(__file__).resolve().parent / "remote"
+MODULES_DIR = Path(__file__).resolve().parent.parent / "modules"
+# the attention, copied verbatim: one implementation for fairseq and transformers
+ATTENTION_FILES = ("linear_attention.py", "projection_free.py", "projections.py", "multihead_projections.py")
+REMOTE_FILES = ("configuration_linformer.py", "modeling_linformer.py", "tokenization_linformer.py")
+MODEL_TYPE = "linformer_roberta"
+AUTO_MAP = {
+    "AutoConfig": "configuration_linformer.LinformerConfig",
+    "AutoModel": "modeling_linformer.LinformerModel",
+    "AutoModelForMaskedLM": "modeling_linformer.LinformerForMaskedLM",
+    "AutoModelForSequenceClassification": "modeling_linformer.LinformerForSequenceClassification",
+}
+TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_linformer.LinformerTokenizer", None]}
+ACTIVATIONS = ("relu", "relu_squared", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear", "swish")
+VERIFY_TOLERANCE = 1e-4  # float32, same operations: differences are ~1e-6
+VERIFY_SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Return a list of the words in the string, using sep as the delimiter string.",
+    "It was fine.",
+)
+
+
+class ExportError(Exception):
+    """The checkpoint (or its data) cannot be exported exactly; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the fairseq side
+# --------------------------------------------------------------------------------------------
+
+
+def load_fairseq(checkpoint: str, data: str | None = None):
+    """The checkpoint's model (eval mode, float32) and task, its data directory loaded for the
+    dictionaries (``data`` overrides the one the checkpoint names)."""
+    from fairseq import checkpoint_utils
+
+    import linformer_fairseq  # noqa: F401  (registers the model with fairseq)
+
+    if not os.path.isfile(checkpoint):
+        raise ExportError(f"checkpoint {checkpoint} does not exist")
+    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+    cfg = state["cfg"]
+    model_name = cfg.model._name if cfg.model is not None else None
+    if model_name is None or not str(getattr(cfg.model, "arch", None) or model_name).startswith("linformer_roberta"):
+        raise ExportError(f"{checkpoint} is a {getattr(cfg.model, 'arch', model_name)} model; only linformer_roberta "
+                          "checkpoints (this plugin's) are exported")
+    data = data or cfg.task.data
+    first_shard = str(data).split(":")[0]
+    if not os.path.isdir(first_shard):
+        raise ExportError(f"the checkpoint's data directory {first_shard} (its dictionary{', labels' if cfg.task._name == 'sentence_prediction' else ''}) "
+                          "is not here: pass --data DIR (the pretraining shard or the fine-tuning data it was trained on)")
+    if data != cfg.task.data:
+        from fairseq.dataclass.utils import overwrite_args_by_name
+
+        overwrite_args_by_name(cfg, {"data": data})
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], state=state)
+    return models[0].float().eval(), task, first_shard
+
+
+def _arg(args, name, default=None):
+    return getattr(args, name, default) if getattr(args, name, None) is not None else default
+
+
+def config_values(model, head_name: str | None) -> dict:
+    """The ``LinformerConfig`` fields of a fairseq LinformerModel; refuses what the export cannot carry."""
+    from ..models.linformer_roberta import LinformerModel
+
+    if not isinstance(model, LinformerModel):
+        raise ExportError(f"the checkpoint holds a {type(model).__name__}; only linformer_roberta models are exported")
+    args, encoder = model.args, model.encoder.sentence_encoder
+    layers = list(encoder.layers)
+    refusals = []
+    if _arg(args, "encoder_normalize_before", False) or encoder.layer_norm is not None:
+        refusals.append("--encoder-normalize-before (pre-LN layers): the export writes fairseq RoBERTa's post-LN layer only")
+    if encoder.embed_positions is None or type(encoder.embed_positions).__name__ != "LearnedPositionalEmbedding":
+        refusals.append("positions other than learned ones (--no-token-positional-embeddings, sinusoidal): "
+                        "the export writes learned positional embeddings only")
+    if getattr(encoder, "quant_noise", None) is not None:
+        refusals.append(f"--quant-noise-pq {args.quant_noise_pq}: fairseq then applies an extra linear map to the "
+                        "embeddings, also at inference, which the export does not write")
+    if _arg(args, "adaptive_input", False):
+        refusals.append("--adaptive-input")
+    for flag, value in (("--activation-fn", args.activation_fn), ("--pooler-activation-fn", args.pooler_activation_fn)):
+        if value not in ACTIVATIONS:
+            refusals.append(f"{flag} {value}: the export knows {', '.join(ACTIVATIONS)}")
+    if _arg(args, "spectral_norm_classification_head", False) and head_name is not None:
+        refusals.append("--spectral-norm-classification-head: its weight is a spectral-norm parametrisation")
+    norms = [encoder.layernorm_embedding] + [m for layer in layers for m in (layer.self_attn_layer_norm, layer.final_layer_norm)]
+    norms = [m for m in norms if m is not None]
+    eps = {float(m.eps) for m in norms}
+    if len(eps) > 1 or any(not getattr(m, "elementwise_affine", True) for m in norms):
+        refusals.append(f"layer norms with different eps ({sorted(eps)}) or without weights")
+    pad = encoder.padding_idx
+    if encoder.embed_positions is not None and encoder.embed_positions.weight.size(0) != args.max_positions + pad + 1:
+        refusals.append(f"{encoder.embed_positions.weight.size(0)} positional embeddings for --max-positions "
+                        f"{args.max_positions} (expected {args.max_positions + pad + 1})")
+    if refusals:
+        raise ExportError("this checkpoint cannot be exported exactly:\n  - " + "\n  - ".join(refusals))
+    if _arg(args, "encoder_layerdrop", 0.0) > 0:
+        logger.warning("--encoder-layerdrop %s is a training-time option; the exported model keeps every layer "
+                       "(as fairseq does at inference)", args.encoder_layerdrop)
+    dictionary = encoder.dictionary
+    variant = _arg(args, "attention_variant", "linformer")
+    return dict(
+        vocab_size=encoder.embed_tokens.num_embeddings,
+        hidden_size=args.encoder_embed_dim,
+        num_hidden_layers=len(layers),
+        num_attention_heads=args.encoder_attention_heads,
+        intermediate_size=args.encoder_ffn_embed_dim,
+        hidden_act=args.activation_fn,
+        pooler_act=args.pooler_activation_fn,
+        hidden_dropout=float(_arg(args, "dropout", 0.1)),
+        attention_dropout=float(_arg(args, "attention_dropout", 0.0)),
+        activation_dropout=float(_arg(args, "activation_dropout", 0.0)),
+        classifier_dropout=float(_arg(args, "pooler_dropout", 0.0)),
+        max_positions=args.max_positions,
+        layer_norm_eps=eps.pop() if eps else 1e-5,
+        layernorm_embedding=encoder.layernorm_embedding is not None,
+        scale_embedding=encoder.embed_scale != 1.0,
+        tie_lm_head=model.encoder.lm_head.weight is encoder.embed_tokens.weight,
+        attention_variant=variant,
+        projection=_arg(args, "projection", "linear"),
+        compressed_dims=[int(layer.compressed_dim) for layer in layers] if variant == "linformer" else [0] * len(layers),
+        compressed_per_head=bool(_arg(args, "compressed_per_head", 0)),
+        shared_kv_compressed=bool(_arg(args, "shared_kv_compressed", 0)),
+        shared_layer_kv_compressed=bool(_arg(args, "shared_layer_kv_compressed", 0)),
+        freeze_compress=bool(_arg(args, "freeze_compress", 0)),
+        pad_token_id=pad, bos_token_id=dictionary.bos(), eos_token_id=dictionary.eos(),
+    )
+
+
+def choose_head(model, task, head: str | None) -> str | None:
+    """The classification head to export: ``head``, else the task's (fine-tuned checkpoints), else the only one."""
+    heads = list(getattr(model, "classification_heads", {}).keys())
+    if head is not None:
+        if head not in heads:
+            raise ExportError(f"--head {head}: the checkpoint has no such classification head (it has: {heads or 'none'})")
+        return head
+    task_head = getattr(getattr(task, "cfg", None), "classification_head_name", None)
+    if task_head in heads:
+        return task_head
+    if len(heads) > 1:
+        raise ExportError(f"the checkpoint has {len(heads)} classification heads ({', '.join(heads)}): choose one with --head")
+    return heads[0] if heads else None
+
+
+def label_names(model, task, head: str, data_dir: str) -> dict:
+    """id2label of the head: class i is the label dictionary's symbol i + nspecial (as fairseq's
+    sentence-prediction task reads it), checked against the data's meta.json."""
+    num_classes = model.classification_heads[head].out_proj.out_features
+    labels = getattr(task, "label_dictionary", None)
+    if labels is None:  # a regression target, or a head registered outside a sentence-prediction task
+        return {i: f"LABEL_{i}" for i in range(num_classes)}
+    names = [labels[i + labels.nspecial] for i in range(min(num_classes, len(labels) - labels.nspecial))]
+    if len(names) != num_classes:
+        raise ExportError(f"the head predicts {num_classes} classes but the label dictionary of {data_dir} has "
+                          f"{len(names)}: --data is not the fine-tuning data of this checkpoint")
+    meta = os.path.join(data_dir, "meta.json")
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            listed = json.load(f).get("labels")
+        if listed is not None and list(map(str, listed)) != names:
+            raise ExportError(f"{meta} lists the labels {listed} but the label dictionary gives {names}")
+    return dict(enumerate(names))
+
+
+def hf_state_dict(model, head: str | None, tie_lm_head: bool) -> dict:
+    """fairseq's parameter names mapped to the exported model's; float32, no shared storage
+    (safetensors stores each name; the layerwise-shared projection is stored under each of its names
+    and loads into the one shared parameter)."""
+    renamed = {}
+    prefixes = [("encoder.sentence_encoder.", "linformer."), ("encoder.lm_head.", "lm_head.")]
+    if head is not None:
+        prefixes.append((f"classification_heads.{head}.", "classifier."))
+    for name, tensor in model.state_dict().items():
+        if name.endswith((".version", "._float_tensor")) or (tie_lm_head and name == "encoder.lm_head.weight"):
+            continue
+        for old, new in prefixes:
+            if name.startswith(old):
+                renamed[new + name[len(old):]] = tensor.detach().to(torch.float32).clone().contiguous()
+                break
+    return renamed
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer: our SentencePiece model and fairseq's dictionary
+# --------------------------------------------------------------------------------------------
+
+
+def check_sentencepiece_matches(spm_path: str, dictionary) -> None:
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=spm_path)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))]
+    missing = [p for p in pieces if dictionary.index(p) == dictionary.unk()]
+    if missing:
+        raise ExportError(f"the SentencePiece model {spm_path} does not match the checkpoint's dictionary: "
+                          f"{len(missing)} of its {len(pieces)} pieces (e.g. {missing[:5]}) have no id; pass the "
+                          "spm.model of the pretraining corpus with --sentencepiece")
+
+
+def fairseq_encode(dictionary, spm_path: str, text: str, *pair: str) -> torch.Tensor:
+    """Token ids as fairseq's hub interface gives them (``RobertaHubInterface.encode`` with our BPE)."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=spm_path)
+    line = "<s> " + " ".join(sp.encode(text, out_type=str)) + " </s>"
+    for other in pair:
+        line += " </s> " + " ".join(sp.encode(other, out_type=str)) + " </s>"
+    return dictionary.encode_line(line, append_eos=False, add_if_not_exist=False).long()
+
+
+def write_dictionary(dictionary, path: Path) -> None:
+    """fairseq's dictionary as ``dict.txt`` (tokens after the four specials, in id order, <mask> included)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for index in range(dictionary.nspecial, len(dictionary)):
+            f.write(f"{dictionary[index]} {dictionary.count[index]}\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+
+
+def _load_remote(name: str):
+    """A file of remote/ that has no relative imports, as a module (to build and save its objects)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_linformer_export_{name}", REMOTE_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece: str | None = None,
+           head: str | None = None, verify: bool = True) -> dict:
+    """Export ``checkpoint`` to ``out_dir``; returns a summary (and, with ``verify``, the largest
+    differences from fairseq)."""
+    from safetensors.torch import save_file
+
+    from ..models.linformer_roberta import find_sentencepiece_model
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        previous = out / "config.json"
+        if not previous.is_file() or json.loads(previous.read_text(encoding="utf-8")).get("model_type") != MODEL_TYPE:
+            raise ExportError(f"{out} exists and is not an earlier export; choose another OUT_DIR")
+    model, task, data_dir = load_fairseq(checkpoint, data)
+    head = choose_head(model, task, head)
+    values = config_values(model, head)
+    dictionary = task.source_dictionary
+    if len(dictionary) != values["vocab_size"]:
+        raise ExportError(f"the dictionary of {data_dir} has {len(dictionary)} symbols but the model's embedding "
+                          f"{values['vocab_size']}: --data is not the data this checkpoint was trained on")
+    if dictionary.index("<mask>") == dictionary.unk():
+        raise ExportError(f"the dictionary of {data_dir} has no <mask> symbol")
+    spm_path = sentencepiece or find_sentencepiece_model(os.path.dirname(os.path.abspath(checkpoint)), os.path.abspath(data_dir))
+    if spm_path is None or not os.path.isfile(spm_path):
+        raise ExportError(f"no SentencePiece model (spm.model) found for {data_dir}: pass --sentencepiece PATH (the "
+                          "pretraining corpus's OUT/spm.model; checkpoints on GPT-2 BPE data are not exported)")
+    check_sentencepiece_matches(spm_path, dictionary)
+
+    architectures = ["LinformerForMaskedLM"]
+    if head is not None:
+        values.update(id2label=label_names(model, task, head, data_dir), classifier_inner_dim=model.classification_heads[head].dense.out_features)
+        values["label2id"] = {name: i for i, name in values["id2label"].items()}
+        architectures = ["LinformerForSequenceClassification"]
+    config = _load_remote("configuration_linformer").LinformerConfig(**values)
+    config.architectures = architectures
+    config.auto_map = dict(AUTO_MAP)
+    weights = hf_state_dict(model, head, values["tie_lm_head"])
+
+    with atomic_directory(out) as temp:
+        for name in ATTENTION_FILES:
+            shutil.copyfile(MODULES_DIR / name, temp / name)
+        for name in REMOTE_FILES:
+            shutil.copyfile(REMOTE_DIR / name, temp / name)
+        config.save_pretrained(temp)
+        save_file(weights, str(temp / "model.safetensors"), metadata={"format": "pt"})
+        write_dictionary(dictionary, temp / "dict.txt")
+        shutil.copyfile(spm_path, temp / "spm.model")
+        tokenizer = _load_remote("tokenization_linformer").LinformerTokenizer(
+            vocab_file=str(temp / "dict.txt"), sentencepiece_model_file=str(temp / "spm.model"),
+            model_max_length=values["max_positions"])
+        tokenizer.save_pretrained(temp)
+        tokenizer_config = json.loads((temp / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tokenizer_config.update(auto_map=TOKENIZER_AUTO_MAP, tokenizer_class="LinformerTokenizer")
+        atomic_write_json(temp / "tokenizer_config.json", tokenizer_config)
+        summary = {"checkpoint": os.path.abspath(checkpoint), "out_dir": str(out.resolve()),
+                   "architectures": architectures, "head": head, "labels": values.get("id2label"),
+                   "sentencepiece_model": os.path.abspath(spm_path), "data": os.path.abspath(data_dir)}
+        if verify:
+            summary["max_abs_diff"] = verify_export(model, dictionary, spm_path, temp, head)
+    return summary
+
+
+def verify_export(model, dictionary, spm_path: str, directory: Path, head: str | None,
+                  sentences=VERIFY_SENTENCES) -> dict:
+    """Load ``directory`` with transformers and compare it with the fairseq ``model`` on a padded
+    batch of ``sentences``: token ids must be equal, outputs within VERIFY_TOLERANCE."""
+    hide_broken_torchaudio()
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
+    batch = tokenizer(list(sentences), padding=True, return_tensors="pt")
+    expected = [fairseq_encode(dictionary, spm_path, s) for s in sentences]
+    for ids, mask, want in zip(batch["input_ids"], batch["attention_mask"], expected):
+        if ids[mask.bool()].tolist() != want.tolist():
+            raise ExportError(f"the exported tokenizer gives {ids[mask.bool()].tolist()}, fairseq {want.tolist()}")
+    tokens = batch["input_ids"]
+    diffs = {}
+    with torch.no_grad():
+        features, extra = model(tokens, features_only=True, return_all_hiddens=True)
+        logits, _ = model(tokens)
+        hf = AutoModelForMaskedLM.from_pretrained(directory, trust_remote_code=True).eval()
+        out = hf(**batch, output_hidden_states=True)
+        real = batch["attention_mask"].bool()
+        theirs = [h.transpose(0, 1) for h in extra["inner_states"]]
+        diffs["hidden_states"] = max((a - b)[real].abs().max().item() for a, b in zip(out.hidden_states, theirs))
+        diffs["masked_lm_logits"] = (out.logits - logits)[real].abs().max().item()
+        if head is not None:
+            classifier = AutoModelForSequenceClassification.from_pretrained(directory, trust_remote_code=True).eval()
+            expected_logits = model(tokens, features_only=True, classification_head_name=head)[0]
+            diffs["classification_logits"] = (classifier(**batch).logits - expected_logits).abs().max().item()
+    worst = max(diffs.values())
+    if not worst <= VERIFY_TOLERANCE:  # also catches NaN
+        raise ExportError(f"the exported model differs from fairseq by {worst:.3g} (> {VERIFY_TOLERANCE}): {diffs}; "
+                          "nothing was written")
+    return diffs

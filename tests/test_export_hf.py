@@ -1,0 +1,279 @@
+"""linformer-export-hf: checkpoints of every projection option load in ``transformers`` and give
+fairseq's outputs (hidden states, masked-LM logits, classification logits) to 1e-5 in float32 on a
+padded batch of real sentences; the tokenizer gives fairseq's ids; the pipelines run; what the
+export cannot carry is refused.
+
+The checkpoints are built in-process (as fairseq-train builds them), their weights perturbed so
+that no LayerNorm or bias is trivially the identity, and saved in fairseq's checkpoint format; the
+text is Python's documentation, encoded with a SentencePiece model data prep learns in the test.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the Hub
+
+from linformer_fairseq.hf_export import exporter  # noqa: E402
+from linformer_fairseq.hf_export.environment import hide_broken_torchaudio  # noqa: E402
+from tests.checkpoints import save_checkpoint, sentences  # noqa: E402
+
+TOLERANCE = 1e-5
+hide_broken_torchaudio()  # transformers' pipelines import fairseq's torchaudio, which may not load
+
+OPTIONS = {
+    "headwise": ["--compressed-dim", 8],
+    "nonuniform_k": ["--compressed-dims", "6,10"],
+    "shared_kv": ["--compressed-dim", 8, "--shared-kv-compressed", 1],
+    "layerwise": ["--compressed-dim", 8, "--shared-kv-compressed", 1, "--shared-layer-kv-compressed", 1],
+    "per_head": ["--compressed-dim", 8, "--compressed-per-head", 1],
+    "mean_pool": ["--compressed-dim", 8, "--projection", "mean_pool"],
+    "max_pool": ["--compressed-dim", 8, "--projection", "max_pool"],
+    "conv": ["--compressed-dim", 8, "--projection", "conv"],
+    "projection_free": ["--attention-variant", "projection_free"],
+}
+
+
+# beyond the projection options: an LM head with its own output projection
+EXTRA = {"untied_lm_head": ["--compressed-dim", 8, "--untie-weights-roberta"]}
+
+
+def load(directory, kind="AutoModel"):
+    import transformers
+
+    return getattr(transformers, kind).from_pretrained(directory, trust_remote_code=True).eval()
+
+
+@pytest.fixture(scope="module")
+def exports(text_data, tmp_path_factory):
+    """option -> (fine-tuned fairseq checkpoint, its export directory)."""
+    root = tmp_path_factory.mktemp("exports")
+    made = {}
+    for name, flags in {**OPTIONS, **EXTRA}.items():
+        checkpoint = save_checkpoint(text_data["sst2"], flags, root / f"{name}.pt")
+        made[name] = (checkpoint, exporter.export(str(checkpoint), str(root / f"hf_{name}"), verify=False)["out_dir"])
+    return made
+
+
+@pytest.mark.parametrize("option", [*OPTIONS, *EXTRA])
+def test_exported_model_equals_fairseq(exports, option):
+    from transformers import AutoTokenizer
+
+    checkpoint, directory = exports[option]
+    model, task, _ = exporter.load_fairseq(str(checkpoint))
+    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
+    texts = sentences()
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    tokens, real = batch["input_ids"], batch["attention_mask"].bool()
+    assert (~real).any() and tokens.size(1) <= model.args.max_positions
+    spm = os.path.join(directory, "spm.model")
+    for row, text in enumerate(texts):  # the ids fairseq's hub interface gives the text
+        assert tokens[row][real[row]].tolist() == exporter.fairseq_encode(task.source_dictionary, spm, text).tolist()
+    with torch.no_grad():
+        _, extra = model(tokens, features_only=True, return_all_hiddens=True)
+        logits, _ = model(tokens)
+        classes = model(tokens, features_only=True, classification_head_name="sentence_classification_head")[0]
+        hidden = load(directory)(**batch, output_hidden_states=True).hidden_states
+        hf_logits = load(directory, "AutoModelForMaskedLM")(**batch).logits
+        classifier = load(directory, "AutoModelForSequenceClassification")
+        hf_classes = classifier(**batch).logits
+    expected_hidden = [h.transpose(0, 1) for h in extra["inner_states"]]  # embeddings, then each layer
+    assert len(hidden) == len(expected_hidden) == model.args.encoder_layers + 1
+    diffs = {"hidden_states": max((a - b)[real].abs().max().item() for a, b in zip(hidden, expected_hidden)),
+             "masked_lm_logits": (hf_logits - logits)[real].abs().max().item(),
+             "classification_logits": (hf_classes - classes).abs().max().item()}
+    print(f"max abs diff, {option}: {diffs}")
+    assert max(diffs.values()) <= TOLERANCE, diffs
+    assert logits.abs().max() > 0.1 and classes.abs().max() > 0.01  # not vacuous
+    assert classifier.config.id2label == {0: "0", 1: "1"}  # SST-2's label dictionary (meta.json's labels)
+
+
+def test_parity_test_would_see_a_wrong_weight(exports):
+    """The comparison above is not vacuous: one changed LayerNorm weight shows in every output."""
+    checkpoint, directory = exports["headwise"]
+    model, _, _ = exporter.load_fairseq(str(checkpoint))
+    hf = load(directory, "AutoModelForMaskedLM")
+    with torch.no_grad():
+        hf.linformer.layers[-1].final_layer_norm.weight.mul_(1.001)
+        tokens = torch.tensor([[0, 10, 11, 12, 2]])
+        assert (hf(tokens).logits - model(tokens)[0]).abs().max() > TOLERANCE
+
+
+def test_config_and_files(exports):
+    _, directory = exports["layerwise"]
+    config = json.load(open(os.path.join(directory, "config.json")))
+    assert config["auto_map"] == exporter.AUTO_MAP and config["architectures"] == ["LinformerForSequenceClassification"]
+    assert config["shared_layer_kv_compressed"] and config["compressed_dims"] == [8, 8]
+    assert json.load(open(os.path.join(directory, "tokenizer_config.json")))["auto_map"] == exporter.TOKENIZER_AUTO_MAP
+    for name in exporter.ATTENTION_FILES:  # copied verbatim, not rewritten
+        with open(os.path.join(exporter.MODULES_DIR, name), "rb") as ours, open(os.path.join(directory, name), "rb") as copy:
+            assert ours.read() == copy.read()
+    # the layerwise-shared projection stays one parameter after loading
+    base = load(directory)
+    assert all(layer.self_attn.compress_k is base.compress_layer for layer in base.layers)
+
+
+def test_pair_encoding_and_hub_predict_match_the_classification_pipeline(exports, text_data):
+    """fairseq's hub interface (from_pretrained, encode of a pair, predict) and transformers'
+    text-classification pipeline on the export: same ids, same probabilities."""
+    from transformers import AutoTokenizer, pipeline
+
+    from linformer_fairseq.models.linformer_roberta import LinformerModel
+
+    checkpoint, directory = exports["conv"]
+    hub = LinformerModel.from_pretrained(os.path.dirname(checkpoint), checkpoint_file=os.path.basename(checkpoint),
+                                         data_name_or_path=str(text_data["sst2"])).eval()  # finds spm.model via meta.json
+    first, second = sentences(lengths=(9, 6))
+    tokens = hub.encode(first, second)
+    assert AutoTokenizer.from_pretrained(directory, trust_remote_code=True)(first, second)["input_ids"] == tokens.tolist()
+    expected = hub.predict("sentence_classification_head", tokens).exp()[0]
+    classify = pipeline("text-classification", model=directory, trust_remote_code=True, top_k=None)
+    scores = {r["label"]: r["score"] for r in classify({"text": first, "text_pair": second})}
+    torch.testing.assert_close(torch.tensor([scores["0"], scores["1"]]), expected, rtol=0, atol=TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def pretrained_export(text_data, tmp_path_factory):
+    """A pretrained (masked-LM task) checkpoint, exported through the console script (verification on)."""
+    root = tmp_path_factory.mktemp("pretrained")
+    checkpoint = save_checkpoint(text_data["pretraining"], OPTIONS["per_head"], root / "checkpoint_last.pt", task="masked_lm")
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "linformer-export-hf"), str(checkpoint),
+                          str(root / "hf_model")], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return checkpoint, root / "hf_model", json.loads(out.stdout)
+
+
+def test_console_script_exports_a_pretrained_model_and_verifies_it(pretrained_export):
+    _, directory, summary = pretrained_export
+    assert summary["architectures"] == ["LinformerForMaskedLM"] and summary["head"] is None
+    assert set(summary["max_abs_diff"]) == {"hidden_states", "masked_lm_logits"}
+    assert max(summary["max_abs_diff"].values()) <= TOLERANCE
+    assert (directory / "model.safetensors").is_file() and not any(p.name.startswith(".") for p in directory.parent.iterdir())
+
+
+def test_fill_mask_pipeline_gives_fairseq_hub_predictions(pretrained_export, text_data):
+    from transformers import pipeline
+
+    from linformer_fairseq.models.linformer_roberta import LinformerModel
+
+    checkpoint, directory, _ = pretrained_export
+    hub = LinformerModel.from_pretrained(os.path.dirname(checkpoint), checkpoint_file=os.path.basename(checkpoint),
+                                         data_name_or_path=str(text_data["pretraining"])).eval()
+    text = "Return the list of <mask> arguments."
+    expected = hub.fill_mask(text, topk=5)
+    got = pipeline("fill-mask", model=str(directory), trust_remote_code=True, top_k=5)(text)
+    assert [r["token_str"].strip() for r in got] == [token.strip() for _, _, token in expected]
+    torch.testing.assert_close(torch.tensor([r["score"] for r in got]), torch.tensor([s for _, s, _ in expected]),
+                               rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_hf_predict_cli(exports, pretrained_export):
+    binary = os.path.join(os.path.dirname(sys.executable), "linformer-hf-predict")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([binary, exports["headwise"][1], "a gripping and moving film"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    prediction = json.loads(out.stdout)[0]
+    assert prediction["label"] in ("0", "1") and 0.5 <= prediction["score"] <= 1
+    out = subprocess.run([binary, str(pretrained_export[1]), "Return the <mask> of arguments."], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(json.loads(out.stdout)) == 5
+
+
+# --- what the export refuses -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--encoder-normalize-before"], "--encoder-normalize-before"),
+    (["--quant-noise-pq", 0.1, "--quant-noise-pq-block-size", 8], "--quant-noise-pq 0.1"),
+    (["--activation-fn", "relu", "--pooler-activation-fn", "linear"], None),  # supported: exports
+], ids=["pre_ln", "quant_noise", "other_activations"])
+def test_options_the_export_cannot_carry_are_refused(text_data, tmp_path, flags, message):
+    checkpoint = save_checkpoint(text_data["sst2"], ["--compressed-dim", 8, *flags], tmp_path / "checkpoint.pt")
+    if message is None:
+        summary = exporter.export(str(checkpoint), str(tmp_path / "out"))
+        assert max(summary["max_abs_diff"].values()) <= TOLERANCE
+        return
+    with pytest.raises(exporter.ExportError, match="cannot be exported exactly") as refused:
+        exporter.export(str(checkpoint), str(tmp_path / "out"))
+    assert message in str(refused.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_foreign_tokenizer_and_data_are_refused(exports, text_data, tmp_path):
+    checkpoint, _ = exports["headwise"]
+    with pytest.raises(exporter.ExportError, match="pass --data DIR"):
+        exporter.export(str(checkpoint), str(tmp_path / "a"), data=str(tmp_path / "nowhere"))
+    other = tmp_path / "other_spm"
+    other.mkdir()
+    import sentencepiece
+
+    foreign = ["съешь же ещё этих мягких французских булок да выпей чаю"] * 50  # another corpus, another alphabet
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(foreign), model_prefix=str(other / "spm"),
+                                             vocab_size=60, hard_vocab_limit=False, minloglevel=2)
+    with pytest.raises(exporter.ExportError, match="does not match the checkpoint's dictionary"):
+        exporter.export(str(checkpoint), str(tmp_path / "b"), sentencepiece=str(other / "spm.model"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    with pytest.raises(exporter.ExportError, match="not an earlier export"):
+        exporter.export(str(checkpoint), str(tmp_path / "c"))
+
+
+def test_a_wrong_export_is_never_written(exports, tmp_path, monkeypatch):
+    """Verification loads the export with transformers before it is moved into place."""
+    checkpoint, _ = exports["headwise"]
+    real = exporter.hf_state_dict
+
+    def off_by_a_little(*args):
+        weights = real(*args)
+        weights["linformer.layernorm_embedding.bias"] += 1e-3
+        return weights
+
+    monkeypatch.setattr(exporter, "hf_state_dict", off_by_a_little)
+    with pytest.raises(exporter.ExportError, match="differs from fairseq"):
+        exporter.export(str(checkpoint), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
+
+
+def test_attention_files_import_without_fairseq(tmp_path):
+    """The files the export copies import torch only: as a package of their own, with fairseq
+    unimportable, they build and run every attention variant."""
+    import shutil
+
+    package = tmp_path / "copied"
+    package.mkdir()
+    for name in exporter.ATTENTION_FILES:
+        shutil.copyfile(os.path.join(exporter.MODULES_DIR, name), package / name)
+    (package / "__init__.py").write_text("")
+    script = """
+import sys
+sys.modules["fairseq"] = None  # any import of fairseq fails
+import torch
+from copied.linear_attention import MultiheadLinearAttention
+from copied.projection_free import ProjectionFreeAttention
+x = torch.randn(12, 2, 16)
+pad = torch.zeros(2, 12, dtype=torch.bool); pad[1, 7:] = True
+for projection in ("linear", "mean_pool", "max_pool", "conv"):
+    for per_head in (False, True):
+        MultiheadLinearAttention(16, 4, max_positions=12, compressed_dim=4, projection=projection,
+                                 per_head=per_head)(x, key_padding_mask=pad)
+ProjectionFreeAttention(16, 4)(x, key_padding_mask=pad)
+print("ok", "fairseq" not in {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None})
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok True"
+
+
+def test_the_plugin_does_not_import_transformers():
+    """Users who never export do not pay for transformers: only the exporter imports it."""
+    script = "import sys, linformer_fairseq, linformer_fairseq.cli.export_hf; print(sorted({'transformers', 'safetensors'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
