@@ -40,8 +40,8 @@ def last_valid(train_log):
 def test_every_stage_ran_and_the_console_stays_short(finished):
     out, log = finished
     for number, stage in enumerate(("corpus", "pretrain_linformer", "pretrain_roberta", "finetune_data", "finetune",
-                                    "results"), 1):
-        assert re.search(rf"\[{number}/6\] {stage}: finished in \d+ s", log), stage
+                                    "export", "results"), 1):
+        assert re.search(rf"\[{number}/7\] {stage}: finished in \d+ s", log), stage
         assert os.path.getsize(out / "logs" / f"{stage}.log") > 0  # the details went there
     assert "tensorboard --logdir" in log and "results.md" in log
     lines = log.splitlines()
@@ -77,8 +77,8 @@ def test_rerun_reuses_finished_stages(finished):
     out, _ = finished
     proc = quickstart(out)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "[2/6] pretrain_linformer: done before, reused" in proc.stdout
-    assert "finished in" not in proc.stdout.replace("[6/6] results: finished in", "")  # only the tables again
+    assert "[2/7] pretrain_linformer: done before, reused" in proc.stdout
+    assert "finished in" not in proc.stdout.replace("[7/7] results: finished in", "")  # only the tables again
 
 
 def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
@@ -86,5 +86,22 @@ def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
     (tmp_path / ".done" / "corpus").touch()  # "done", but the corpus is missing: pretraining fails
     proc = quickstart(tmp_path)
     assert proc.returncode != 0
-    assert f"[2/6] pretrain_linformer FAILED (exit status 2). Its log: {tmp_path}/logs/pretrain_linformer.log" in proc.stdout
+    assert f"[2/7] pretrain_linformer FAILED (exit status 2). Its log: {tmp_path}/logs/pretrain_linformer.log" in proc.stdout
     assert "resume (finished stages are kept) with: bash scripts/quickstart.sh --fast" in proc.stdout
+
+
+def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fairseq(finished):
+    out, log = finished
+    line = next(line for line in log.splitlines() if line.startswith("transformers, "))
+    prediction = json.loads(line.split(": ", 1)[1].split(" (SST-2 labels")[0])
+    assert prediction[0]["label"] in ("0", "1") and 0.5 <= prediction[0]["score"] <= 1
+    from linformer_fairseq.models.linformer_roberta import LinformerModel
+
+    run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-04"
+    hub = LinformerModel.from_pretrained(str(run_dir / "checkpoints"), "checkpoint_best.pt", str(out / "sst2")).eval()
+    tokens = hub.encode("a gripping , funny and moving film")
+    probabilities = hub.predict("sentence_classification_head", tokens).exp()[0]
+    labels = hub.task.label_dictionary
+    best = int(probabilities.argmax())
+    assert labels[best + labels.nspecial] == prediction[0]["label"]
+    assert float(probabilities[best]) == pytest.approx(prediction[0]["score"], abs=1e-5)

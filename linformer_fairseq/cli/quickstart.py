@@ -6,7 +6,8 @@ Stages, each logged to OUT/logs/STAGE.log and reused by the next run once finish
 corpus (the Python documentation every CPython carries, a SentencePiece model learned on it,
 binarized), masked-LM pretraining of the small Linformer (n = 128, k = 32) and of the same-size
 RoBERTa, the SST-2-format sample encoded, fine-tuning the Linformer on it with evaluation, and the
-tables and plots. With so little data and so few updates the numbers show that the pipeline works,
+tables and plots, and the fine-tuned model exported for Hugging Face transformers with one prediction
+made there. With so little data and so few updates the numbers show that the pipeline works,
 not what Linformer can do.
 
 Environment: PRETRAIN_UPDATES, FINETUNE_UPDATES (defaults 300 and 120; --fast: 20 and 6).
@@ -15,13 +16,15 @@ Environment: PRETRAIN_UPDATES, FINETUNE_UPDATES (defaults 300 and 120; --fast: 2
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 
 from .logs import setup_logging
 from .paths import REPOSITORY
 from .stages import StageFailed, Stages
 
-NEEDED_BYTES = 1 << 30  # every stage needs well under 1 GiB
+NEEDED_BYTES = 1 << 30
+EXAMPLE = "a gripping , funny and moving film"  # every stage needs well under 1 GiB
 
 
 def tool(module: str, *args) -> list:
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
         return 1
     resume = f"bash scripts/quickstart.sh{' --fast' if args.fast else ''} --out {out}"
     # a CPU pipeline, also on a GPU machine; two threads per process unless told otherwise
-    stages = Stages(out, total=6, resume=resume,
+    stages = Stages(out, total=7, resume=resume,
                     env=dict(os.environ, CPU="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2")))
     data = os.path.join(out, "corpus", "data-bin", "DATA_PATH")
     every = {"pretrain": max(pretrain_updates // 5, 1), "finetune": max(finetune_updates // 6, 1)}
@@ -84,6 +87,10 @@ def main(argv=None) -> int:
                             f"checkpoint.save_interval_updates={max(finetune_updates // 3, 1)}",
                             f"dataset.validate_interval_updates={every['finetune']}")],
                    updates=finetune_updates)
+        hf_model = os.path.join(out, "hf_model")
+        stages.run("export", "the fine-tuned Linformer exported to Hugging Face transformers (outputs checked "
+                   "against fairseq's)", [tool("linformer_fairseq.cli.export_hf",
+                                               os.path.join(run_dir, "checkpoints", "checkpoint_best.pt"), hf_model)])
         results = os.path.join(out, "results")
         stages.run("results", "the tables and plots", [
             tool("linformer_fairseq.cli.compare_pretraining", f"{out}/pretrain/linformer=Linformer",
@@ -98,9 +105,17 @@ Where to look:
   pretraining curves (MLM loss and perplexity):            {results}/pretraining_curves.png
   fine-tuning results in the paper's Table 2 layout:       {results}/results.md
   fine-tuning validation curves:                           {results}/curves.png
+  the fine-tuned model for Hugging Face transformers:       {hf_model}
   logs of each stage:                                      {out}/logs/
   TensorBoard:  tensorboard --logdir {out}
 """)
+    predicted = subprocess.run(tool("linformer_fairseq.cli.hf_predict", hf_model, EXAMPLE), capture_output=True, text=True)
+    if predicted.returncode == 0:
+        print(f"transformers, AutoModelForSequenceClassification.from_pretrained('{hf_model}', trust_remote_code=True) "
+              f"on {EXAMPLE!r}: {predicted.stdout.strip()} (SST-2 labels: 0 negative, 1 positive)\n")
+    else:
+        print(f"the transformers prediction failed:\n{predicted.stdout}{predicted.stderr}", file=sys.stderr)
+        return 1
     with open(os.path.join(results, "pretraining.md")) as table:
         print(table.read())
     return 0
