@@ -339,7 +339,7 @@ def test_truncated_checkpoint_last_is_replaced_by_the_newest_intact_one(corpus, 
     (save_dir / "checkpoint_last.pt").write_bytes(intact[: len(intact) // 2])  # killed mid-copy
 
     log = run_pretrain(corpus, save_dir, DRY_RUN="1").stdout
-    assert "checkpoint_last.pt was truncated" in log and "checkpoint_1_30.pt" in log
+    assert "checkpoint_last.pt is truncated" in log and "resuming from" in log and "checkpoint_1_30.pt" in log
     assert (save_dir / "checkpoint_last.pt").read_bytes() == intact
     assert not glob.glob(str(save_dir / "*.tmp"))
 
