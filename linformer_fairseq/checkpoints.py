@@ -61,11 +61,11 @@ def unreadable(path: str, error: BaseException) -> CheckpointError:
     """The CheckpointError for an exception that unpickling ``path`` raised."""
     message = str(error)
     if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in message:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|Unsupported operand[^.\n]*", message)
-        detail = f"GLOBAL {found.group(1)}" if found and found.group(1) else (found.group(0) if found else "")
+        found = re.search(r"GLOBAL ([\w.]+)", message)
+        detail = f": GLOBAL {found.group(1)}" if found else ""
         return CheckpointError(
-            f"checkpoint {path} was refused: it holds pickled objects other than tensors and fairseq's settings"
-            f"{f' ({detail})' if detail else ''}, which could run code when loaded; it was not unpickled. Load only "
-            "checkpoints you trust (see the README's security note)")
+            f"checkpoint {path} was refused: it holds pickled objects other than tensors and fairseq's settings, "
+            f"which could run code when loaded (Weights only load failed{detail}); it was not unpickled. Load "
+            "only checkpoints you trust (see the README's security note)")
     first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
     return CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {first}): it is corrupt")

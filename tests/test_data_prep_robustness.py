@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from linformer_data_prep import finetune_data, pretraining_corpus
+from linformer_data_prep import pretraining_corpus
 from linformer_data_prep.errors import DataPrepError
 from linformer_data_prep.sample_corpus import write_sample_corpus
 from linformer_fairseq.atomic_files import lock_path

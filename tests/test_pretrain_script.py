@@ -360,3 +360,14 @@ def test_two_cpu_processes_train_one_model(corpus, tmp_path):
     assert all(int(float(r["bsz"])) == 16 for r in records)  # both processes' sentences in each update
     assert all("accuracy" in r for r in records)
     assert saved_updates(tmp_path / "ddp" / "checkpoint_last.pt") == 3
+
+
+@pytest.mark.slow
+def test_a_broken_restore_file_ends_hydra_training_with_one_line(corpus, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04" + bytes(200))  # the start of a torch archive, its end missing
+    proc = run_pretrain(corpus, tmp_path / "run", f"checkpoint.restore_file={broken}", "optimization.max_update=1",
+                        check=False)
+    assert proc.returncode != 0
+    assert f"error: checkpoint {broken} is truncated" in proc.log
+    assert "Traceback" not in proc.log and "PytorchStreamReader" not in proc.log
