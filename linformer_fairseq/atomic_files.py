@@ -41,7 +41,7 @@ import secrets
 import shutil
 import socket
 from pathlib import Path
-from typing import IO, Iterator, List, Optional, Union
+from typing import IO, Iterator, List, Optional, Tuple, Union
 
 from .errors import DirectoryLocked
 from .fingerprints import sha256_file
@@ -69,15 +69,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(path: PathLike) -> int:
-    """Remove the temporaries of ``path`` that killed processes left; returns how many."""
+def remove_stale_temporaries(path: PathLike, suffixes: Tuple[str, ...] = ()) -> int:
+    """Remove the temporaries of ``path`` that killed processes left; returns how many. With
+    ``suffixes``, also those of every file beside it whose name ends with one of them (checkpoints:
+    ``checkpoint_1_7.pt`` is never written again, so its killed writer's temporary is swept by the
+    next save of any checkpoint)."""
     path = Path(os.path.abspath(path))
     removed = 0
     if not path.parent.is_dir():
         return 0
     for candidate in path.parent.iterdir():
         match = _TEMPORARY.match(candidate.name)
-        if not match or match.group("name") != path.name or _pid_alive(int(match.group("pid"))):
+        if not match or _pid_alive(int(match.group("pid"))):
+            continue
+        if match.group("name") != path.name and not (suffixes and match.group("name").endswith(suffixes)):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)
@@ -148,7 +153,8 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8", newlin
         raise ValueError("atomic_open: checksum=True needs mode 'wb'")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if checksum:  # large temporaries that killed writers left
-        remove_stale_temporaries(path)
+        suffix = "".join(Path(path).suffixes[-1:])
+        remove_stale_temporaries(path, (suffix, suffix + CHECKSUM_SUFFIX) if suffix else ())
     while True:
         temporary = temporary_sibling(path)
         try:

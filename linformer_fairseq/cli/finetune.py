@@ -286,7 +286,7 @@ def previous_run(run_dir, task, checkpoint):
 
 def evaluate_splits(run_dir, data_dir, cpu, log_path):
     """Score the best checkpoint on valid and, where labelled, test; eval_SPLIT.json in RUN_DIR."""
-    from .evaluate import EvaluationError, evaluate
+    from .evaluate import evaluate
 
     best = os.path.join(run_dir, "checkpoints", "checkpoint_best.pt")
     if not os.path.exists(best):
@@ -297,7 +297,7 @@ def evaluate_splits(run_dir, data_dir, cpu, log_path):
             continue
         try:
             result = evaluate(best, data_dir, split, cpu=cpu, progress=False)
-        except EvaluationError as error:
+        except LinformerError as error:
             raise LaunchError(f"evaluating the {split} split: {error}") from error
         atomic_write_json(os.path.join(run_dir, f"eval_{split}.json"), result, indent=1)
         lines.append(f"{split} accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']})")
