@@ -6,7 +6,7 @@ first one; ``skip`` drops it with a warning (the first few are logged one by one
 """
 import logging
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from .errors import DataPrepError
 
@@ -28,6 +28,7 @@ class BadRowPolicy:
             raise DataPrepError(f"--on-bad-row: expected skip or stop, got {mode!r}")
         self.mode = mode
         self.skipped: List[str] = []
+        self.skipped_empty_rows: Dict[str, int] = {}  # per split: hub rows with an empty text
 
     def report(self, origin: str, reason: str) -> None:
         message = f"{origin}: {reason}"

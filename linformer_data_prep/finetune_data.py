@@ -23,8 +23,13 @@ IMDB has no dev split: a stratified ``--imdb-dev-fraction`` (default 0.1) of the
 drawn with ``--imdb-dev-seed`` (default 1), becomes the valid split, disjoint from train; the
 official test reviews are the test split.
 
-The output directory appears complete or not at all (it is built under a temporary name). Running
-again with the same settings does nothing; with other settings it is refused.
+The output directory appears complete or not at all (it is built under a temporary name), and one
+preparation at a time writes it (a lock beside it names the process holding it). Running again with
+the same settings does nothing, unless the source files changed since (meta.json records their
+sizes, modification times and, when small, a hash of their contents): then the data is prepared
+again. Other settings are refused. Every split must hold every class (``--allow-single-class``
+lets a split with one class through). meta.json also records the fingerprint of the dictionary
+(``dictionary_fingerprint``), which fine-tuning and evaluation compare with the model's.
 """
 import argparse
 import json
@@ -35,12 +40,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from linformer_fairseq.atomic_files import atomic_directory
+from linformer_fairseq.atomic_files import atomic_directory, directory_lock
+from linformer_fairseq.dictionaries import file_fingerprint
+from linformer_fairseq.errors import DirectoryLocked
+from linformer_fairseq.fingerprints import changed_inputs, inputs_fingerprint
 
 from .bad_rows import BadRowPolicy, Example
 from .errors import DataPrepError, run_command
 from .fairseq_binarize import binarize
-from .finetune_sources import read_task_splits
+from .finetune_sources import read_task_splits, source_paths
 from .finetune_tasks import TASKS, TaskSpec, task_spec
 from .parallel_encoding import encode_texts
 from .text_cleaning import normalize_whitespace
@@ -68,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imdb-dev-seed", type=int, default=1, help="IMDB: seed of the dev split (default 1)")
     parser.add_argument("--hub-dataset", help="hub dataset NAME[:CONFIG][@REVISION] instead of the task's default")
     parser.add_argument("--workers", type=int, default=1, help="processes for encoding")
+    parser.add_argument("--allow-single-class", action="store_true",
+                        help="prepare even when a split holds only one class (refused by default: a model trained or "
+                        "scored on it says nothing)")
     return parser
 
 
@@ -123,6 +134,26 @@ def carve_dev_split(examples: List[Example], fraction: float, seed: int) -> Dict
     }
 
 
+def check_classes(splits: Dict[str, List[Example]], spec: TaskSpec, source: str) -> None:
+    """Every split must hold every class of the task; a missing one is named with the counts found."""
+    for split, examples in splits.items():
+        counts = Counter(example.label for example in examples)
+        missing = [label for label in spec.labels if not counts.get(label)]
+        if not missing:
+            continue
+        found = ", ".join(f"{label!r}: {count}" for label, count in sorted(counts.items()))
+        where = ""
+        if spec.name == "imdb" and split in ("train", "test") and Path(source).is_dir():
+            folders = {"0": "neg", "1": "pos"}
+            where = " (aclImdb/" + ", ".join(f"{split}/{folders[label]}/" for label in missing) + " gave no review)"
+        elif spec.name == "imdb" and split == "valid":
+            where = " after the stratified dev carve-out (a class with fewer than 2 training reviews gets none)"
+        raise DataPrepError(
+            f"--source {source}: the {split} split has no example of class {', '.join(map(repr, missing))}{where}; "
+            f"it has {found}. A split with one class trains or scores nothing useful: check the source, or pass "
+            "--allow-single-class to prepare it anyway")
+
+
 def _write_label_dictionary(path: Path, spec: TaskSpec, train_counts: Counter) -> None:
     # written by hand, not by fairseq-preprocess, which would sort the labels by frequency
     with open(path, "w", encoding="utf-8") as handle:
@@ -162,7 +193,17 @@ def prepare_task(args: argparse.Namespace) -> dict:
         raise DataPrepError(f"{dictionary}: missing; --tokenizer-dir must be a linformer_data_prep.pretraining_corpus output")
 
     out: Path = args.out
+    try:
+        with directory_lock(out, f"linformer-prepare-finetune --task {args.task}"):
+            return _prepare_locked(args, spec, budget, tokenizer, dictionary, out)
+    except DirectoryLocked as error:
+        raise DataPrepError(str(error)) from None
+
+
+def _prepare_locked(args, spec, budget, tokenizer, dictionary, out) -> dict:
     settings = _settings(args, budget)
+    paths = source_paths(spec, str(args.source))
+    inputs = inputs_fingerprint(paths) if paths is not None else None
     if out.exists():
         meta_path = out / "meta.json"
         if not meta_path.is_file():
@@ -170,8 +211,14 @@ def prepare_task(args: argparse.Namespace) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("settings") != settings:
             raise DataPrepError(f"{out} was prepared with other settings ({meta.get('settings')}); use a new --out or delete it")
-        logger.info("%s is already prepared with these settings; nothing to do", out)
-        return meta
+        changes = changed_inputs(meta["inputs"], inputs) if inputs is not None and meta.get("inputs") else []
+        if inputs is not None and not meta.get("inputs"):
+            changes = ["meta.json records no fingerprint of them (an older preparation)"]
+        if not changes:
+            logger.info("%s is already prepared with these settings; nothing to do", out)
+            return meta
+        logger.warning("%s: the source changed since it was prepared (%s%s); preparing it again", out,
+                       "; ".join(changes[:5]), f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
 
     policy = BadRowPolicy(args.on_bad_row)
     raw_splits = read_task_splits(spec, str(args.source), policy, args.hub_dataset)
@@ -181,6 +228,8 @@ def prepare_task(args: argparse.Namespace) -> dict:
     for split, examples in splits.items():
         if not examples:
             raise DataPrepError(f"--source {args.source}: no usable rows in the {split} split")
+    if not args.allow_single_class:
+        check_classes(splits, spec, str(args.source))
 
     meta = {
         "task": spec.name,
@@ -192,6 +241,8 @@ def prepare_task(args: argparse.Namespace) -> dict:
         "truncated_rows": {},
         "skipped_rows": len(policy.skipped),
         "skipped_row_examples": policy.skipped[:100],
+        "skipped_empty_rows": sum(policy.skipped_empty_rows.values()),
+        "skipped_empty_rows_per_split": dict(policy.skipped_empty_rows),
         "truncate": args.truncate,
         "max_tokens": budget,
         "max_positions": args.max_positions,
@@ -199,6 +250,9 @@ def prepare_task(args: argparse.Namespace) -> dict:
         "init_token": INIT_TOKEN,
         "separator_token": SEPARATOR_TOKEN,
         "tokenizer": tokenizer.kind,
+        "dictionary_fingerprint": file_fingerprint(dictionary),
+        "dictionary_file": str(Path(dictionary).resolve()),
+        "inputs": inputs,
         "settings": settings,
     }
     if args.task == "imdb":

@@ -26,8 +26,13 @@ logger = logging.getLogger(__name__)
 GLUE_TSV_SPLITS = {"train": "train.tsv", "valid": "dev.tsv"}
 
 
-def examples_from_dataset_dict(dataset_dict, spec: TaskSpec, description: str) -> Dict[str, List[Example]]:
-    """Our splits from a hub-shaped DatasetDict (hub download or save_to_disk copy)."""
+def examples_from_dataset_dict(dataset_dict, spec: TaskSpec, description: str,
+                               policy: Optional[BadRowPolicy] = None) -> Dict[str, List[Example]]:
+    """Our splits from a hub-shaped DatasetDict (hub download or save_to_disk copy).
+
+    Rows with an empty (or whitespace-only) text are the hub's own gaps (QQP has some), not a
+    malformed file: they are dropped and counted in ``policy.skipped_empty_rows`` (meta.json's
+    ``skipped_empty_rows``) instead of stopping the preparation."""
     missing_splits = [split for split in spec.hub_splits if split not in dataset_dict]
     if missing_splits:
         raise DataPrepError(f"{description}: splits {missing_splits} missing (has {sorted(dataset_dict)}; expected {sorted(spec.hub_splits)})")
@@ -39,13 +44,21 @@ def examples_from_dataset_dict(dataset_dict, spec: TaskSpec, description: str) -
         if missing:
             raise DataPrepError(f"{description} [{hub_split}]: columns {missing} missing (has {dataset.column_names}; expected {columns})")
         examples = []
+        empty = 0
         for index, row in enumerate(dataset.select_columns(columns)):
             label = row[spec.hub_label_column]
             if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < spec.num_classes:
                 label = spec.labels[label]
             texts = tuple("" if row[column] is None else str(row[column]) for column in spec.hub_text_columns)
+            if not all(text.strip() for text in texts):
+                empty += 1
+                continue
             examples.append(Example(texts, str(label), f"{description} [{hub_split}] row {index}"))
         splits[split] = examples
+        if empty:
+            logger.warning("%s [%s]: skipped %d rows with an empty text", description, hub_split, empty)
+            if policy is not None:
+                policy.skipped_empty_rows[split] = policy.skipped_empty_rows.get(split, 0) + empty
     return splits
 
 
@@ -65,7 +78,7 @@ def read_task_splits(spec: TaskSpec, source: str, policy: BadRowPolicy, hub_data
             dataset_dict = datasets.load_dataset(hub.name, hub.config, revision=hub.revision)
         except Exception as error:
             raise DataPrepError(f"could not load hub dataset {hub} for --task {spec.name}: {error}") from error
-        return examples_from_dataset_dict(dataset_dict, spec, f"hub {hub}")
+        return examples_from_dataset_dict(dataset_dict, spec, f"hub {hub}", policy)
 
     directory = Path(source)
     if not directory.is_dir():
@@ -74,7 +87,7 @@ def read_task_splits(spec: TaskSpec, source: str, policy: BadRowPolicy, hub_data
         loaded = datasets.load_from_disk(str(directory))
         if not isinstance(loaded, datasets.DatasetDict):
             raise DataPrepError(f"{directory}: a single Dataset; expected a DatasetDict with splits {sorted(spec.hub_splits)}")
-        return examples_from_dataset_dict(loaded, spec, str(directory))
+        return examples_from_dataset_dict(loaded, spec, str(directory), policy)
     if spec.name == "imdb":
         root = find_aclimdb(directory)
         return {split: list(read_aclimdb_split(root, split, policy)) for split in ("train", "test")}
@@ -87,3 +100,19 @@ def read_task_splits(spec: TaskSpec, source: str, policy: BadRowPolicy, hub_data
             raise DataPrepError(f"{path}: missing; expected {' and '.join(GLUE_TSV_SPLITS.values())} in {task_dir}")
         splits[split] = list(read_glue_tsv(path, spec.tsv_text_columns, spec.tsv_label_column, policy))
     return splits
+
+
+def source_paths(spec: TaskSpec, source: str) -> Optional[List[Path]]:
+    """The files and directories ``read_task_splits`` reads for a local ``source`` (None for the hub),
+    whose fingerprint tells a rerun whether they changed."""
+    if source == "hub":
+        return None
+    directory = Path(source)
+    if not directory.is_dir() or is_saved_dataset(directory):
+        return [directory]
+    if spec.name == "imdb":
+        root = find_aclimdb(directory)
+        return [root / split / folder for split in ("train", "test") for folder in ("neg", "pos")
+                if (root / split / folder).is_dir()]
+    task_dir = _glue_task_dir(directory, spec)
+    return [task_dir / name for name in GLUE_TSV_SPLITS.values() if (task_dir / name).is_file()]

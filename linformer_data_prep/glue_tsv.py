@@ -15,6 +15,10 @@ def read_glue_tsv(path: Path, text_columns: Sequence[str], label_column: str, po
     path = Path(path)
     with open(path, "rb") as handle:
         first = handle.readline()
+        if b"\r" in first.rstrip(b"\r\n"):
+            raise DataPrepError(
+                f"{path}:1: lines end with a lone carriage return (CR, classic Mac line endings), so the whole "
+                "file reads as one line; convert them to LF (e.g. tr '\\r' '\\n' < FILE > FILE.new) and run again")
         try:
             header = first.decode("utf-8-sig").rstrip("\r\n").split("\t")
         except UnicodeDecodeError as error:

@@ -29,7 +29,12 @@ Output::
 The text format is one sentence per line with a blank line between documents, for fairseq's
 ``--sample-break-mode complete`` (our recipes) or ``complete_doc``. Re-running with the same settings skips finished steps and
 complete shards and redoes a shard that a killed run left incomplete; re-running with different
-settings into the same OUT is refused. ``OUT/work`` (intermediate text) is deleted at the end
+settings into the same OUT is refused, and so is re-running after the files of a local --source
+changed (``OUT/prep_inputs.json`` records their sizes, modification times and, when small, a hash of
+their contents): OUT's tokenizer and dictionary come from the old files, and models trained on
+them depend on them, so they are never rebuilt silently. One run at a time writes OUT (a lock
+beside it names the process holding it). ``prep_info.json`` records the dictionary's fingerprint
+(``dictionary_fingerprint``), which training and fine-tuning compare with a checkpoint's. ``OUT/work`` (intermediate text) is deleted at the end
 unless ``--keep-work``.
 """
 import argparse
@@ -49,10 +54,14 @@ from linformer_fairseq.atomic_files import (
     atomic_directory,
     atomic_open,
     atomic_write_json,
+    directory_lock,
     is_complete,
     mark_complete,
     remove_stale_temporaries,
 )
+from linformer_fairseq.dictionaries import file_fingerprint
+from linformer_fairseq.errors import DirectoryLocked
+from linformer_fairseq.fingerprints import changed_inputs, inputs_fingerprint
 
 from .check_shards import check_shards
 from .errors import DataPrepError, run_command
@@ -337,12 +346,43 @@ def _finished(out: Path, shards: int) -> bool:
     return (out / "prep_info.json").is_file() and all(is_complete(out / "data-bin" / f"shard{i}") for i in range(shards))
 
 
+def _source_inputs(args: argparse.Namespace) -> Optional[dict]:
+    """The fingerprint of a local --source (None for the hub corpora)."""
+    if corpora_in(args.source) is not None:
+        return None
+    return inputs_fingerprint([Path(args.source).resolve()])
+
+
+def _check_inputs(out: Path, source: str, inputs: Optional[dict]) -> None:
+    """Refuse to go on with OUT when the local source it was made from changed."""
+    path = out / "prep_inputs.json"
+    if inputs is None or not path.exists():
+        return
+    changes = changed_inputs(json.loads(path.read_text(encoding="utf-8")), inputs)
+    if changes:
+        shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise DataPrepError(
+            f"--source {source} changed since {out} was prepared from it ({shown}). {out}'s tokenizer, dictionary and "
+            f"shards come from the old files (and so do models trained on them): prepare the new files into a new "
+            f"--out, or delete {out} to rebuild it")
+
+
 def prepare_corpus(args: argparse.Namespace) -> dict:
     """Run (or resume) every step; return the content of OUT/prep_info.json."""
     _validate(args)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with directory_lock(out, "linformer-prepare-corpus"):
+            return _prepare_locked(args, out)
+    except DirectoryLocked as error:
+        raise DataPrepError(str(error)) from None
+
+
+def _prepare_locked(args: argparse.Namespace, out: Path) -> dict:
     _check_settings(out, _settings(args))
+    inputs = _source_inputs(args)
+    _check_inputs(out, args.source, inputs)
     if _finished(out, args.shards):
         logger.info("%s is complete; nothing to do", out)
         return json.loads((out / "prep_info.json").read_text(encoding="utf-8"))
@@ -358,6 +398,8 @@ def prepare_corpus(args: argparse.Namespace) -> dict:
     # recorded once the first step has produced something that later settings must agree with
     if not (out / "prep_config.json").exists():
         atomic_write_json(out / "prep_config.json", _settings(args))
+    if inputs is not None and not (out / "prep_inputs.json").exists():
+        atomic_write_json(out / "prep_inputs.json", inputs)
 
     split_dir = work / "split"
     if is_complete(split_dir):
@@ -391,6 +433,8 @@ def prepare_corpus(args: argparse.Namespace) -> dict:
         "settings": _settings(args),
         "tokenizer": tokenizer.kind,
         "data_path": data_path,
+        "dictionary_fingerprint": file_fingerprint(out / "dict.txt"),
+        "inputs": inputs,
         "collect": stats,
         "splits": split_summary,
     }

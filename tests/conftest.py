@@ -10,6 +10,20 @@ def _deterministic():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A tool's ``main`` run in-process (``setup_logging``) points the root logger at the test's
+    captured stderr, which pytest closes after the test: later tests' log records would then print
+    "--- Logging error ---" tracebacks into whatever stderr they capture. Put the handlers back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def mlm_data(tmp_path_factory):
     """A tiny binarized masked-LM corpus of real English text (word-level dictionary)."""

@@ -13,6 +13,7 @@ import torch
 from fairseq import checkpoint_utils
 
 from linformer_fairseq.cli import evaluate as evaluate_script
+from linformer_fairseq.errors import DataMismatch
 from tests.cli_runner import run
 
 pytestmark = pytest.mark.slow
@@ -49,6 +50,7 @@ def trained(tmp_path_factory):
         "--destdir", data_train / "input0", "--workers", 1, "--nwordssrc", 300)
     run("fairseq-preprocess", "--only-source", "--trainpref", raw / "train.label", "--validpref", raw / "valid.label",
         "--destdir", data_train / "label", "--workers", 1)
+    (data_train / "meta.json").write_text(json.dumps({"task": "sst2"}))  # as linformer-prepare-finetune records it
     common = ["--user-dir", PLUGIN, "--arch", "linformer_roberta_tiny", "--compressed-dim", 8, "--optimizer", "adam",
               "--lr", "1e-3", "--lr-scheduler", "fixed", "--cpu", "--no-epoch-checkpoints", "--num-workers", 0,
               "--batch-size", 8]
@@ -96,27 +98,32 @@ def _dict_lines(data):
 
 
 def test_refuses_data_encoded_with_another_dictionary(trained, tmp_path):
-    # the checkpoint's training dictionary is gone: sizes are compared
+    # the checkpoint's training data has moved: the dictionaries are still compared by content
     bigger = tmp_path / "bigger"
     shutil.copytree(trained["data"], bigger)
     with open(bigger / "input0" / "dict.txt", "a") as f:
         f.write("".join(f"extra{i} 1\n" for i in range(8)))
-    with pytest.raises(evaluate_script.EvaluationError) as error:
+    with pytest.raises(DataMismatch) as error:
         evaluate_script.evaluate(str(trained["checkpoint"]), str(bigger), "valid", cpu=True)
     size = len(_dict_lines(trained["data"])) + 5  # 4 specials and <mask>
     message = str(error.value)
     assert str(trained["checkpoint"]) in message and str(bigger / "input0" / "dict.txt") in message
-    assert f"embeddings for {size} symbols" in message and f"gives {size + 8}" in message
+    assert str(trained["data_train"] / "input0" / "dict.txt") in message  # where it was trained, as recorded
+    assert f"({size} symbols with <mask>" in message and f"({size + 8} symbols" in message
 
-    # the training dictionary is there: the first differing symbol is named
+    # the same size, other symbols (another SentencePiece model), the training data gone: refused too
     swapped = tmp_path / "swapped"
     shutil.copytree(trained["data"], swapped)
     lines = _dict_lines(swapped)
     lines[3], lines[4] = lines[4], lines[3]
     (swapped / "input0" / "dict.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataMismatch, match=r"dictionary mismatch: .* \(%d symbols, fingerprint" % size):
+        evaluate_script.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
+
+    # the training dictionary is there: the first differing symbol is named
     shutil.copytree(trained["data"], trained["data_train"])  # back where the checkpoint says it trained
     try:
-        with pytest.raises(evaluate_script.EvaluationError) as error:
+        with pytest.raises(DataMismatch) as error:
             evaluate_script.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
     finally:
         shutil.rmtree(trained["data_train"])
@@ -125,6 +132,33 @@ def test_refuses_data_encoded_with_another_dictionary(trained, tmp_path):
     assert str(swapped / "input0" / "dict.txt") in message
     first_differing = 4 + 3  # fairseq puts 4 special symbols before dict.txt's entries
     assert f"entry {first_differing} is {lines[4].split()[0]!r} in the first and {lines[3].split()[0]!r}" in message
+
+
+def test_a_checkpoint_without_fingerprint_falls_back_to_sizes_with_a_warning(trained, tmp_path, caplog):
+    state = torch.load(trained["checkpoint"], map_location="cpu")
+    del state["extra_state"]["linformer_data"]  # as written without the plugin
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    bigger = tmp_path / "bigger"
+    shutil.copytree(trained["data"], bigger)
+    with open(bigger / "input0" / "dict.txt", "a") as f:
+        f.write("extra 1\n")
+    with pytest.raises(DataMismatch, match=r"has embeddings for \d+ symbols but .*bigger/input0/dict.txt gives"):
+        evaluate_script.evaluate(str(old), str(bigger), "valid", cpu=True)
+    assert "records no dictionary fingerprint" in caplog.text
+    assert evaluate_script.evaluate(str(old), str(trained["data"]), "valid", cpu=True)["total"] == 37
+
+
+def test_refuses_data_of_another_task(trained, tmp_path, capsys):
+    qnli = tmp_path / "qnli"
+    shutil.copytree(trained["data"], qnli)
+    (qnli / "meta.json").write_text(json.dumps({"task": "qnli"}))
+    out = tmp_path / "eval.json"
+    assert evaluate_script.main([str(trained["checkpoint"]), str(qnli), "--out", str(out), "--cpu"]) == 1
+    message = capsys.readouterr().err
+    assert message.startswith("evaluate: error: task mismatch:") and message.count("\n") == 1
+    assert f"{trained['checkpoint']} was trained on sst2 data" in message and str(qnli / "meta.json") in message
+    assert not out.exists()
 
 
 def test_refuses_a_missing_split_and_writes_nothing(trained, tmp_path, capsys):

@@ -340,7 +340,7 @@ def test_truncated_checkpoint_last_is_replaced_by_the_newest_intact_one(corpus, 
     (save_dir / "checkpoint_last.pt").write_bytes(intact[: len(intact) // 2])  # killed mid-copy
 
     log = run_pretrain(corpus, save_dir, DRY_RUN="1").stdout
-    assert "checkpoint_last.pt was truncated" in log and "checkpoint_1_30.pt" in log
+    assert "checkpoint_last.pt is truncated" in log and "resuming from" in log and "checkpoint_1_30.pt" in log
     assert (save_dir / "checkpoint_last.pt").read_bytes() == intact
     assert not glob.glob(str(save_dir / "*.tmp"))
 
@@ -361,3 +361,14 @@ def test_two_cpu_processes_train_one_model(corpus, tmp_path):
     assert all(int(float(r["bsz"])) == 16 for r in records)  # both processes' sentences in each update
     assert all("accuracy" in r for r in records)
     assert saved_updates(tmp_path / "ddp" / "checkpoint_last.pt") == 3
+
+
+@pytest.mark.slow
+def test_a_broken_restore_file_ends_hydra_training_with_one_line(corpus, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04" + bytes(200))  # the start of a torch archive, its end missing
+    proc = run_pretrain(corpus, tmp_path / "run", f"checkpoint.restore_file={broken}", "optimization.max_update=1",
+                        check=False)
+    assert proc.returncode != 0
+    assert f"error: checkpoint {broken} is truncated" in proc.log
+    assert "Traceback" not in proc.log and "PytorchStreamReader" not in proc.log

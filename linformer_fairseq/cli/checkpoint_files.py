@@ -1,29 +1,26 @@
 """The checkpoints of a run directory, as the launchers find them before (re)starting training.
 
-fairseq resumes from ``checkpoint_last.pt``; a run killed while that file was being written leaves
-it torn, and every restart would fail to load it. The launchers call :func:`repair_run_checkpoints`
-first: a torn ``checkpoint_last.pt`` is replaced by the newest intact ``checkpoint*.pt`` of the
-same directory, a torn ``checkpoint_best.pt`` by the intact one with the best validation score, and
-the caller says so.
+fairseq resumes from ``checkpoint_last.pt``. With the plugin, checkpoints are written atomically, but
+a file torn by a run without it (fairseq's plain copy), emptied by a full disk, or whose bytes no
+longer match its ``.sha256`` checksum would stop every restart. The launchers (``linformer-pretrain``,
+``linformer-finetune``) call :func:`repair_run_checkpoints` first: a broken ``checkpoint_last.pt`` is
+replaced by the newest intact ``checkpoint*.pt`` of the same directory, a broken
+``checkpoint_best.pt`` by the intact one with the best validation score, and the caller says so.
+"Intact" is :func:`linformer_fairseq.checkpoints.problem` finding nothing wrong.
 """
 
 import glob
 import os
-import zipfile
 from typing import List, Optional
 
 from ..atomic_files import atomic_copy
+from ..checkpoints import is_intact, problem
 
 RESUMED_NAMES = ("checkpoint_last.pt", "checkpoint_best.pt")
 
 
 class CheckpointRepairError(RuntimeError):
-    """A torn checkpoint with no intact one to take its place."""
-
-
-def is_intact(path: str) -> bool:
-    """Whether ``path`` is a whole torch zip archive (its central directory, at the end, is there)."""
-    return os.path.isfile(path) and os.path.getsize(path) > 0 and zipfile.is_zipfile(path)
+    """A broken checkpoint with no intact one to take its place."""
 
 
 def intact_checkpoints(save_dir: str) -> List[str]:
@@ -62,20 +59,23 @@ def repair_run_checkpoints(save_dir: str, maximize_best: bool = False) -> List[s
     messages = []
     last, best = (os.path.join(save_dir, name) for name in RESUMED_NAMES)
     if os.path.exists(last) and not is_intact(last):
+        wrong = problem(last)
         newest = next(iter(intact_checkpoints(save_dir)), None)
         if newest is None:
-            raise CheckpointRepairError(f"{last} is truncated and no intact checkpoint*.pt is left in {save_dir}; "
-                                        "move it away to start over")
-        atomic_copy(newest, last)
-        messages.append(f"{last} was truncated (killed while being written); replaced by {newest}")
+            raise CheckpointRepairError(f"checkpoint {last} {wrong}, and no intact checkpoint*.pt is left in "
+                                        f"{save_dir} to resume from; move it away to start over")
+        atomic_copy(newest, last, checksum=True)
+        messages.append(f"checkpoint {last} {wrong}; resuming from {newest}, the newest intact checkpoint "
+                        "(copied to checkpoint_last.pt)")
     if os.path.exists(best) and not is_intact(best):
+        wrong = problem(best)
         replacement = best_of(intact_checkpoints(save_dir) + ([last] if is_intact(last) else []), maximize_best)
         if replacement is None:
             os.remove(best)
-            messages.append(f"{best} was truncated and no intact checkpoint has a validation score; removed it "
-                            "(the next validation writes a new one)")
+            messages.append(f"checkpoint {best} {wrong}, and no intact checkpoint has a validation score; removed "
+                            "it (the next validation writes a new one)")
         else:
-            atomic_copy(replacement, best)
-            messages.append(f"{best} was truncated; replaced by {replacement}, the intact checkpoint with the best "
-                            "validation score")
+            atomic_copy(replacement, best, checksum=True)
+            messages.append(f"checkpoint {best} {wrong}; replaced by {replacement}, the intact checkpoint with the "
+                            "best validation score")
     return messages

@@ -16,18 +16,19 @@ import sys
 
 import torch
 from fairseq import checkpoint_utils, utils
-from fairseq.data import Dictionary
 from fairseq.dataclass.utils import overwrite_args_by_name
 from tqdm import tqdm
 
 import linformer_fairseq  # noqa: F401  (registers linformer_roberta; loads checkpoints on new torch)
 
 from ..atomic_files import atomic_write_json
+from ..dictionaries import DATA_RECORD, check_model_data, data_task, task_dictionary
+from ..errors import LinformerError
 
 DEFAULT_HEAD = "sentence_classification_head"
 
 
-class EvaluationError(Exception):
+class EvaluationError(LinformerError):
     """Bad input; the message says which file and what was expected."""
 
 
@@ -37,39 +38,18 @@ def _cfg_get(cfg, group, key, default=None):
     return default if value is None else value
 
 
-def _model_dictionary(dict_file):
-    """The input dictionary as sentence_prediction builds it: dict.txt plus <mask>."""
-    dictionary = Dictionary.load(dict_file)
-    dictionary.add_symbol("<mask>")
-    return dictionary
-
-
-def check_dictionaries(checkpoint, state, trained_on, data_dir):
-    """The data must be encoded with the dictionary the model was trained with."""
+def check_data(checkpoint, state, trained_on, data_dir):
+    """The data must be encoded with the dictionary the model was trained with (compared by content:
+    the fingerprint the checkpoint records) and prepared for the task it was fine-tuned on."""
     data_dict_file = os.path.join(data_dir, "input0", "dict.txt")
     if not os.path.exists(data_dict_file):
         raise EvaluationError(f"{data_dict_file} is missing: {data_dir} is not a linformer-prepare-finetune output")
-    data_dict = _model_dictionary(data_dict_file)
-    trained_dict_file = os.path.join(trained_on, "input0", "dict.txt") if trained_on else None
-    if trained_dict_file and os.path.exists(trained_dict_file) and \
-            os.path.realpath(trained_dict_file) != os.path.realpath(data_dict_file):
-        trained_dict = _model_dictionary(trained_dict_file)
-        if trained_dict.symbols != data_dict.symbols:
-            first = next((i for i, (a, b) in enumerate(zip(trained_dict.symbols, data_dict.symbols)) if a != b),
-                         min(len(trained_dict), len(data_dict)))
-            def symbol(d):
-                return repr(d.symbols[first]) if first < len(d) else "(end of dictionary)"
-            raise EvaluationError(
-                f"dictionary mismatch: {checkpoint} was trained with {trained_dict_file} ({len(trained_dict)} "
-                f"symbols with <mask>) but the data uses {data_dict_file} ({len(data_dict)} symbols); entry "
-                f"{first} is {symbol(trained_dict)} in the first and {symbol(data_dict)} in the second. "
-                "Prepare the data with the pretraining run's dict.txt (linformer-prepare-finetune --tokenizer-dir).")
-    embeddings = [v for k, v in state["model"].items() if k.endswith("sentence_encoder.embed_tokens.weight")]
-    if embeddings and embeddings[0].size(0) != len(data_dict):
-        raise EvaluationError(
-            f"dictionary mismatch: {checkpoint} has embeddings for {embeddings[0].size(0)} symbols but "
-            f"{data_dict_file} gives {len(data_dict)} (with <mask>): the data was not prepared with the "
-            "dictionary of this model's pretraining")
+    record = (state.get("extra_state") or {}).get(DATA_RECORD) or {}
+    if not record.get("task") and trained_on:  # an older checkpoint: the task of the data it names, if still there
+        trained_task = data_task(trained_on)
+        if trained_task:
+            state.setdefault("extra_state", {}).setdefault(DATA_RECORD, {})["task"] = trained_task
+    check_model_data(state, checkpoint, task_dictionary(data_dict_file), data_dir)
 
 
 def check_split(data_dir, split, pair_input):
@@ -84,8 +64,6 @@ def check_split(data_dir, split, pair_input):
 
 
 def load(checkpoint, data_dir, split):
-    if not os.path.isfile(checkpoint):
-        raise EvaluationError(f"checkpoint {checkpoint} does not exist")
     state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
     cfg = state.get("cfg")
     task_name = _cfg_get(cfg, "task", "_name")
@@ -93,7 +71,7 @@ def load(checkpoint, data_dir, split):
     if not any(k.startswith(f"classification_heads.{head}.") for k in state["model"]):
         raise EvaluationError(f"{checkpoint} has no classification head {head!r} (task {task_name!r}): "
                               "evaluate a checkpoint fine-tuned with scripts/finetune.sh, not a pretrained one")
-    check_dictionaries(checkpoint, state, _cfg_get(cfg, "task", "data"), data_dir)
+    check_data(checkpoint, state, _cfg_get(cfg, "task", "data"), data_dir)
     check_split(data_dir, split, pair_input=os.path.isdir(os.path.join(data_dir, "input1")))
     # what load_checkpoint_to_cpu(arg_overrides=...) does, on the state already read
     if state.get("args") is not None:
@@ -153,8 +131,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         result = evaluate(args.checkpoint, args.data_dir, args.split, args.batch_size, args.cpu)
-    except EvaluationError as error:
-        print(f"evaluate: {error}", file=sys.stderr)
+    except LinformerError as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
         return 1
     atomic_write_json(args.out, result, indent=1)
     print(f"{args.split}: accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']}) -> {args.out}")

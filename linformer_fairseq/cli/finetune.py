@@ -37,7 +37,11 @@ import sys
 from omegaconf import OmegaConf
 
 from ..atomic_files import atomic_write_json
+from ..checkpoints import problem
+from ..dictionaries import check_model_data, task_dictionary
+from ..errors import LinformerError
 from . import launch_plan
+from .checkpoint_files import CheckpointRepairError, intact_checkpoints, repair_run_checkpoints
 from .launch_plan import LaunchError
 from .logs import hydra_logging_overrides, setup_logging
 from .paths import CONFIGS, PLUGIN_DIR
@@ -140,7 +144,11 @@ def plan_run(task, checkpoint, data_dir, run_dir, config_file, nproc, cpu, preci
             meta = json.load(f)
     if meta.get("task", task) != task:
         raise LaunchError(f"{meta_file} says task {meta['task']!r}, not {task!r}: wrong DATA_DIR?")
-    pre = model_namespace(checkpoint_utils.load_checkpoint_to_cpu(checkpoint))
+    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+    # the same dictionary, compared by content (a fingerprint), not by size
+    check_model_data(state, checkpoint, task_dictionary(os.path.join(data_dir, "input0", "dict.txt")), data_dir,
+                     compare_task=False)
+    pre = model_namespace(state)
 
     n_model, n_task = user.get("model.max_positions"), user.get("task.max_positions")
     if n_model is not None and n_task is not None and n_model != n_task:
@@ -278,7 +286,7 @@ def previous_run(run_dir, task, checkpoint):
 
 def evaluate_splits(run_dir, data_dir, cpu, log_path):
     """Score the best checkpoint on valid and, where labelled, test; eval_SPLIT.json in RUN_DIR."""
-    from .evaluate import EvaluationError, evaluate
+    from .evaluate import evaluate
 
     best = os.path.join(run_dir, "checkpoints", "checkpoint_best.pt")
     if not os.path.exists(best):
@@ -289,13 +297,26 @@ def evaluate_splits(run_dir, data_dir, cpu, log_path):
             continue
         try:
             result = evaluate(best, data_dir, split, cpu=cpu, progress=False)
-        except EvaluationError as error:
+        except LinformerError as error:
             raise LaunchError(f"evaluating the {split} split: {error}") from error
         atomic_write_json(os.path.join(run_dir, f"eval_{split}.json"), result, indent=1)
         lines.append(f"{split} accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']})")
     with open(log_path, "a") as log:
         log.writelines(f"finetune: {line}\n" for line in lines)
     return lines
+
+
+def check_pretrained(checkpoint):
+    """The pretrained checkpoint must be a readable file; when it is not, say so and name the intact
+    checkpoints beside it (never substituted silently: which model is fine-tuned is the user's choice)."""
+    wrong = problem(checkpoint)
+    if wrong is None:
+        return
+    directory = os.path.dirname(os.path.abspath(checkpoint))
+    others = intact_checkpoints(directory) if os.path.isdir(directory) else []
+    hint = f"; intact checkpoints in {directory}, newest first: {', '.join(map(os.path.basename, others[:5]))}" \
+        if others else ""
+    raise LaunchError(f"pretrained checkpoint {checkpoint} {wrong}{hint}")
 
 
 def _interrupt(signum, frame):
@@ -314,8 +335,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a scancel or a Slurm requeue marks the run interrupted
     try:
         return launch(args.task, args.checkpoint, args.overrides, os.environ, args.verbose)
-    except LaunchError as error:
-        print(f"finetune: {error}", file=sys.stderr)
+    except (LaunchError, LinformerError, CheckpointRepairError) as error:
+        print(f"finetune: error: {error}", file=sys.stderr)
         return 1
 
 
@@ -325,8 +346,7 @@ def launch(task, checkpoint, overrides, env, verbose=False) -> int:
         raise LaunchError(f"set DATA_DIR to the output of linformer-prepare-finetune --task {task}")
     if not run_dir:
         raise LaunchError("set RUN_DIR to the directory this run writes into")
-    if not os.path.isfile(checkpoint):
-        raise LaunchError(f"pretrained checkpoint {checkpoint} does not exist")
+    check_pretrained(checkpoint)
     for name in ("input0/dict.txt", "label/dict.txt"):
         if not os.path.isfile(os.path.join(data_dir, name)):
             raise LaunchError(f"{os.path.join(data_dir, name)} is missing: DATA_DIR must be a "
@@ -350,6 +370,12 @@ def launch(task, checkpoint, overrides, env, verbose=False) -> int:
         return 0
     if status is not None:
         say(f"resuming {run_dir} (status was {status})")
+    saved = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(saved):
+        maximize = OmegaConf.select(OmegaConf.load(config_file), "checkpoint.maximize_best_checkpoint_metric",
+                                    default=False)
+        for message in repair_run_checkpoints(saved, bool(maximize)):
+            say(message)
     cpu = env.get("CPU", "0") == "1"
     nproc, precision = devices(cpu, env.get("NPROC_PER_NODE"), env.get("PRECISION"))
     overrides, record = plan_run(task, checkpoint, data_dir, run_dir, config_file, nproc, cpu, precision, overrides)

@@ -5,7 +5,11 @@ message on a fairseq version the patches were not written for, then makes each c
 
 * ``safe_globals``: fairseq checkpoints load on torch >= 2.6 with weights-only loading kept on;
 * ``broadcast``: multi-worker resume on torch >= 2.6 (rank 0 sends the checkpoint to the others);
-* ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo).
+* ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo);
+* ``checkpoint_io``: checkpoints are written atomically with a checksum, checked before they are
+  unpickled, and record the data's dictionary and task, which every load compares;
+* ``one_line_errors``: the plugin's errors print as ``error: MESSAGE`` (a ``sys.excepthook``, and
+  Hydra's error report).
 
 Each replaced function is listed in ``PATCHES`` with the signature it was written against; a
 replaced function whose signature differs is refused too. Set
@@ -16,12 +20,12 @@ import os
 
 import fairseq
 
-from . import broadcast, cpu_distributed, safe_globals
+from . import broadcast, checkpoint_io, cpu_distributed, one_line_errors, safe_globals
 from .patch import IncompatibleFairseq, Patch
 
 # fairseq 0.12.2 (PyPI), ve-fairseq 0.12.3 (its 3.11/3.12 wheels), fairseq-fixed 0.12.3.1 (>= 3.13)
 SUPPORTED_FAIRSEQ = ("0.12.2", "0.12.3", "0.12.3.1")
-PATCHES = [*broadcast.PATCHES, *cpu_distributed.PATCHES]
+PATCHES = [*broadcast.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
 
 
 def check_fairseq_version(version: str = fairseq.__version__) -> None:
@@ -36,6 +40,7 @@ def check_fairseq_version(version: str = fairseq.__version__) -> None:
 def apply() -> None:
     check_fairseq_version()
     safe_globals.allow_fairseq_checkpoint_globals()
+    one_line_errors.apply()
     for patch in PATCHES:
         patch.apply()
 

@@ -264,7 +264,7 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
     differences from fairseq)."""
     from safetensors.torch import save_file
 
-    from ..models.linformer_roberta import find_sentencepiece_model
+    from ..models.linformer_roberta import find_tokenizer
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -280,7 +280,10 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
                           f"{values['vocab_size']}: --data is not the data this checkpoint was trained on")
     if dictionary.index("<mask>") == dictionary.unk():
         raise ExportError(f"the dictionary of {data_dir} has no <mask> symbol")
-    spm_path = sentencepiece or find_sentencepiece_model(os.path.dirname(os.path.abspath(checkpoint)), os.path.abspath(data_dir))
+    if sentencepiece is None:  # the tokenizer from_pretrained would find: beside the checkpoint or the data
+        kind, found, _ = find_tokenizer(os.path.dirname(os.path.abspath(checkpoint)), os.path.abspath(data_dir))
+        sentencepiece = found.get("sentencepiece_model") if kind == "sentencepiece" else None
+    spm_path = sentencepiece
     if spm_path is None or not os.path.isfile(spm_path):
         raise ExportError(f"no SentencePiece model (spm.model) found for {data_dir}: pass --sentencepiece PATH (the "
                           "pretraining corpus's OUT/spm.model; checkpoints on GPT-2 BPE data are not exported)")

@@ -6,6 +6,7 @@ Registered under fairseq's reference name ``linformer_roberta``, so that checkpo
 other in a process, not both: they register the same name.
 """
 
+import json
 import logging
 import os
 
@@ -14,6 +15,7 @@ from fairseq import utils
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import (
     RobertaEncoder,
+    RobertaHubInterface,
     RobertaModel,
     init_bert_params,
     roberta_large_architecture,
@@ -21,6 +23,7 @@ from fairseq.models.roberta import (
 from fairseq.models.roberta import base_architecture as roberta_base_architecture
 from fairseq.utils import safe_getattr, safe_hasattr
 
+from ..errors import EmptyText, LinformerError
 from ..modules.encoder import LinformerTransformerEncoder
 from .linformer_options import (
     add_linformer_args,
@@ -32,26 +35,54 @@ from .position_extension import extend_to_model
 logger = logging.getLogger(__name__)
 
 
-def find_sentencepiece_model(model_dir: str | None, data: str) -> str | None:
-    """The ``spm.model`` that encoded ``data``, or None. Data prep writes ``OUT/spm.model`` beside
-    ``OUT/data-bin/shard0`` (so: up to two levels above the data), and a fine-tuning data directory
-    names its tokenizer directory in ``meta.json`` (``settings.tokenizer_dir``); ``model_dir``
-    (the checkpoint's directory) is looked at first."""
-    import json
-
-    directories = [model_dir] if model_dir else []
-    meta = os.path.join(data, "meta.json")
-    if os.path.isfile(meta):
-        with open(meta, encoding="utf-8") as f:
-            tokenizer_dir = json.load(f).get("settings", {}).get("tokenizer_dir")
-        if tokenizer_dir:
-            directories.append(tokenizer_dir)
-    directories += [data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))]
-    for directory in directories:
-        candidate = os.path.join(directory, "spm.model")
+def find_tokenizer(model_name_or_path, data_name_or_path):
+    """(bpe, its fairseq options, the places looked at) for ``from_pretrained(bpe="auto")``."""
+    data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
+    searched = []
+    # data prep writes OUT/spm.model beside OUT/data-bin/shard0: up to two levels above the data
+    for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
+        candidate = os.path.join(str(directory), "spm.model")
+        searched.append(candidate)
         if os.path.isfile(candidate):
-            return candidate
-    return None
+            return "sentencepiece", {"sentencepiece_model": candidate}, searched
+    # a fine-tuning data directory records the pretraining data's directory, which holds the tokenizer
+    meta = os.path.join(data, "meta.json")
+    searched.append(f"{meta} (settings.tokenizer_dir)")
+    try:
+        with open(meta) as f:
+            tokenizer_dir = json.load(f)["settings"]["tokenizer_dir"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}, searched
+    spm = os.path.join(tokenizer_dir, "spm.model")
+    if os.path.isfile(spm):
+        return "sentencepiece", {"sentencepiece_model": spm}, searched
+    encoder, vocab = (os.path.join(tokenizer_dir, name) for name in ("encoder.json", "vocab.bpe"))
+    if os.path.isfile(encoder) and os.path.isfile(vocab):
+        return "gpt2", {"gpt2_encoder_json": encoder, "gpt2_vocab_bpe": vocab}, searched
+    searched.append(f"{tokenizer_dir} (no spm.model, encoder.json or vocab.bpe there)")
+    return None, {}, searched
+
+
+class LinformerHubInterface(RobertaHubInterface):
+    """fairseq's RoBERTa hub interface, refusing what data prep would refuse: an empty text, or
+    text when no tokenizer was found."""
+
+    tokenizer_searched = ()
+
+    def encode(self, sentence: str, *addl_sentences, no_separator=False) -> torch.LongTensor:
+        for index, text in enumerate((sentence,) + addl_sentences):
+            if not isinstance(text, str) or not text.strip():
+                which = "the text" if index == 0 else f"additional sentence {index}"
+                raise EmptyText(f"encode: {which} is empty ({text!r}); a model input needs at least one token "
+                                "(data preparation drops empty texts too)")
+        if self.bpe is None:
+            looked = "; ".join(self.tokenizer_searched) or "nowhere"
+            raise LinformerError(
+                "encode: no tokenizer was found for this model (looked at: " + looked + "). Pass "
+                "sentencepiece_model='PATH/spm.model' (the pretraining data's directory) to from_pretrained, or "
+                "bpe='gpt2' with gpt2_encoder_json/gpt2_vocab_bpe for RoBERTa's BPE, or data_name_or_path= a "
+                "fine-tuning data directory whose meta.json names its tokenizer_dir")
+        return super().encode(sentence, *addl_sentences, no_separator=no_separator)
 
 
 @register_model("linformer_roberta")
@@ -73,19 +104,24 @@ class LinformerModel(RobertaModel):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="model.pt", data_name_or_path=".", bpe="auto", **kwargs):
-        """As ``RobertaModel.from_pretrained``; ``bpe="auto"`` uses the SentencePiece model that our
-        data prep writes (``spm.model`` beside the checkpoint or the data) and otherwise no BPE
-        (``encode`` then needs pre-tokenized text; pass ``bpe="gpt2"`` for RoBERTa's BPE). ``fill_mask``
-        works on fine-tuned checkpoints too."""
+        """As ``RobertaModel.from_pretrained``, returning a :class:`LinformerHubInterface`.
+
+        ``bpe="auto"`` finds the tokenizer our data prep used: ``spm.model`` beside the checkpoint or
+        the data (up to two levels above it), or the ``tokenizer_dir`` that a fine-tuning data
+        directory's meta.json records (SentencePiece or GPT-2 BPE). Without one, ``encode`` says what
+        to pass (``sentencepiece_model=PATH``, or ``bpe="gpt2"`` for RoBERTa's BPE)."""
+        from fairseq import hub_utils
+
+        searched = []
         if bpe == "auto" and "sentencepiece_model" in kwargs:
             bpe = "sentencepiece"
         if bpe == "auto":
-            bpe = None
-            data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
-            candidate = find_sentencepiece_model(str(model_name_or_path), data)
-            if candidate is not None:
-                bpe, kwargs["sentencepiece_model"] = "sentencepiece", candidate
-        hub = super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+            bpe, found, searched = find_tokenizer(model_name_or_path, data_name_or_path)
+            kwargs.update(found)
+        x = hub_utils.from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path,
+                                      archive_map=cls.hub_models(), bpe=bpe, load_checkpoint_heads=True, **kwargs)
+        hub = LinformerHubInterface(x["args"], x["task"], x["models"][0])
+        hub.tokenizer_searched = searched
         # fine-tuned checkpoints keep their LM head, and the sentence-prediction task adds <mask> to the
         # dictionary but does not name it as masked_lm does: name it, so that fill_mask works on them too
         dictionary = hub.task.source_dictionary

@@ -1,0 +1,166 @@
+"""Checkpoints written whole and checked before use; the data a model was trained on recorded in it.
+
+* ``torch_persistent_save``: fairseq writes ``NAME.pt.tmp`` and renames it (no fsync, and the
+  ``.tmp`` of a killed run is left); replaced by ``atomic_files.atomic_open(..., checksum=True)``:
+  temporary file, fsync, rename, and ``NAME.pt.sha256`` beside it.
+* ``PathManager.copy``: ``save_checkpoint`` copies the checkpoint it wrote to ``checkpoint_last.pt``
+  and ``checkpoint_best.pt`` with a plain copy that a kill leaves torn; replaced, for local files, by
+  the same atomic, checksummed write.
+* ``load_checkpoint_to_cpu``: every loader (``--restore-file``, ``--finetune-from-model``,
+  ``from_pretrained``, ``load_model_ensemble_and_task``, ``linformer-evaluate``, the launchers) goes
+  through it. The file is checked first (missing, empty, truncated, not a checkpoint, checksum) and
+  unpickling errors, including torch's refusal of unsafe pickles, become a one-line
+  :class:`~linformer_fairseq.errors.CheckpointError` naming the file.
+* ``Trainer.state_dict``: records ``extra_state["linformer_data"]``: the fingerprint, size and file
+  of the task's dictionary and the task the data was prepared for (its meta.json).
+* ``Trainer.load_checkpoint``: once the file is read and before any weight is copied, compares that
+  record with the task's dictionary and data (``dictionaries.check_model_data``), and refuses to
+  resume optimizer state into a model whose tensors have other shapes (another
+  ``--max-positions``), pointing to ``--finetune-from-model``/``--reset-optimizer``.
+* ``load_model_ensemble_and_task``: the same dictionary and task comparison for
+  ``from_pretrained`` and ``linformer-evaluate``, between building the task and loading the weights.
+"""
+
+import contextlib
+import contextvars
+import logging
+import os
+import pickle
+import zipfile
+
+from fairseq import checkpoint_utils
+from fairseq.file_io import PathManager
+from fairseq.trainer import Trainer
+
+from ..atomic_files import atomic_copy, atomic_open
+from ..checkpoints import check_file, unreadable
+from ..dictionaries import DATA_RECORD, check_model_data, data_record
+from ..errors import DataMismatch
+from .patch import Patch
+
+logger = logging.getLogger(__name__)
+
+# set while Trainer.load_checkpoint runs: (trainer, filename, reset_optimizer)
+_LOADING_FOR_TRAINER = contextvars.ContextVar("linformer_loading_for_trainer", default=None)
+
+
+def _is_local(path) -> bool:
+    return "://" not in str(path)
+
+
+def torch_persistent_save(obj, filename, async_write: bool = False):
+    if async_write or not _is_local(filename):
+        logger.warning(f"{filename}: written by fairseq's own writer (asynchronous or remote), without the "
+                       "plugin's atomic write and checksum")
+        return SAVE.call_original(obj, filename, async_write)
+    import torch
+
+    with atomic_open(filename, "wb", checksum=True) as handle:
+        torch.save(obj, handle)
+
+
+def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+    if not (_is_local(src_path) and _is_local(dst_path)):
+        return COPY.call_original(src_path, dst_path, overwrite)
+    if os.path.exists(dst_path) and not overwrite:
+        return False
+    atomic_copy(src_path, dst_path, checksum=True)
+    return True
+
+
+def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
+    if _is_local(path):
+        check_file(str(path))
+    try:
+        state = LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        # torch's refusal of an unsafe pickle, PytorchStreamReader's "failed finding central directory", ...
+        raise unreadable(path, error) from error
+    loading = _LOADING_FOR_TRAINER.get()
+    if loading is not None:
+        trainer, filename, reset_optimizer = loading
+        if filename == path:
+            _check_for_trainer(state, path, trainer, reset_optimizer)
+    return state
+
+
+def _check_for_trainer(state, path, trainer, reset_optimizer):
+    task = trainer.task
+    data = getattr(getattr(task, "cfg", None), "data", None)
+    dictionary = getattr(task, "source_dictionary", None) if data else None
+    if data:  # a new fine-tuning (--finetune-from-model resets the optimizer) may change the task
+        check_model_data(state, path, dictionary, data, compare_task=not reset_optimizer)
+    if reset_optimizer or state.get("last_optimizer_state") is None:
+        return
+    model_state = trainer.get_model().state_dict()
+    for name, stored in (state.get("model") or {}).items():
+        target = model_state.get(name)
+        if target is not None and hasattr(stored, "shape") and tuple(stored.shape) != tuple(target.shape):
+            raise DataMismatch(
+                f"{path}: {name} has shape {tuple(stored.shape)} in the checkpoint but {tuple(target.shape)} in "
+                "this model (another --max-positions, or other model options), so its optimizer state cannot be "
+                f"resumed. To continue from its weights at the new size, start from it with --finetune-from-model "
+                f"{path} (or --restore-file with --reset-optimizer): positions and projections are extended "
+                "when loading")
+
+
+def state_dict(self):
+    state = STATE_DICT.call_original(self)
+    data = getattr(getattr(self.task, "cfg", None), "data", None)
+    dictionary = getattr(self.task, "source_dictionary", None) if data else None
+    if dictionary is not None:
+        try:
+            state["extra_state"][DATA_RECORD] = data_record(dictionary, data)
+        except Exception as error:  # never fail a save for a record
+            logger.warning(f"could not record the data's dictionary in the checkpoint: {error}")
+    return state
+
+
+def load_checkpoint(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None,
+                    reset_meters=False):
+    token = _LOADING_FOR_TRAINER.set((self, filename, reset_optimizer))
+    try:
+        return TRAINER_LOAD.call_original(self, filename, reset_optimizer, reset_lr_scheduler, optimizer_overrides,
+                                          reset_meters)
+    finally:
+        _LOADING_FOR_TRAINER.reset(token)
+
+
+def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, strict=True, suffix="", num_shards=1,
+                                 state=None):
+    if len(filenames) == 1 and num_shards == 1 and not suffix:
+        from fairseq import tasks
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        if state is None:
+            state = checkpoint_utils.load_checkpoint_to_cpu(filenames[0], arg_overrides)
+        cfg = convert_namespace_to_omegaconf(state["args"]) if state.get("args") is not None else state.get("cfg")
+        if task is None and cfg is not None:
+            task = tasks.setup_task(cfg.task, from_checkpoint=True)
+        data = getattr(getattr(task, "cfg", None), "data", None)
+        with contextlib.suppress(NotImplementedError):
+            dictionary = task.source_dictionary if data else None
+            if dictionary is not None:
+                check_model_data(state, filenames[0], dictionary, data)
+    return ENSEMBLE.call_original(filenames, arg_overrides, task, strict, suffix, num_shards, state)
+
+
+SAVE = Patch(checkpoint_utils, "torch_persistent_save", torch_persistent_save,
+             "(obj, filename, async_write: bool = False)",
+             "write checkpoints atomically (fsync, rename) with a .sha256 checksum beside them")
+COPY = Patch(PathManager, "copy", copy, "(src_path: str, dst_path: str, overwrite: bool = False) -> bool",
+             "copy checkpoint_X.pt to checkpoint_last.pt/checkpoint_best.pt atomically, with its checksum")
+LOAD_TO_CPU = Patch(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint_to_cpu,
+                    "(path, arg_overrides=None, load_on_all_ranks=False)",
+                    "check checkpoint files before unpickling them and name the file in every error")
+STATE_DICT = Patch(Trainer, "state_dict", state_dict, "(self)",
+                   "record the data's dictionary fingerprint and task in each checkpoint")
+TRAINER_LOAD = Patch(Trainer, "load_checkpoint", load_checkpoint,
+                     "(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None, "
+                     "reset_meters=False)",
+                     "compare a checkpoint's dictionary and shapes with the task's before loading its weights")
+ENSEMBLE = Patch(checkpoint_utils, "load_model_ensemble_and_task", load_model_ensemble_and_task,
+                 "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
+                 "num_shards=1, state=None)",
+                 "compare a checkpoint's dictionary and task with the data's before loading its weights")
+PATCHES = [SAVE, COPY, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]

@@ -1,0 +1,39 @@
+"""Our errors as one line, also under fairseq-hydra-train.
+
+``errors.install_excepthook`` makes the interpreter print ``error: MESSAGE`` for a
+:class:`~linformer_fairseq.errors.LinformerError` that ends ``fairseq-train``. Hydra catches every
+exception of the function it runs and prints a (trimmed) traceback itself, so the hook never sees
+them: ``run_and_report`` is wrapped to print our errors the same way and exit with status 1. It
+takes effect for runs that import the plugin before Hydra starts, as the launchers do
+(``python -m linformer_fairseq.cli.hydra_train``).
+"""
+
+import sys
+
+from ..errors import LinformerError, install_excepthook, one_line
+from .patch import Patch
+
+try:
+    from hydra._internal import utils as hydra_utils
+except ImportError:  # fairseq needs hydra; without it there is nothing to patch
+    hydra_utils = None
+
+
+def run_and_report(func):
+    def reported():
+        try:
+            return func()
+        except LinformerError as error:
+            sys.stderr.write(one_line(error) + "\n")
+            sys.exit(1)
+
+    return RUN_AND_REPORT.call_original(reported)
+
+
+RUN_AND_REPORT = Patch(hydra_utils, "run_and_report", run_and_report, "(func: Any) -> Any",
+                       "print the plugin's errors in one line under fairseq-hydra-train")
+PATCHES = [RUN_AND_REPORT] if hydra_utils is not None else []
+
+
+def apply() -> None:
+    install_excepthook()

@@ -1,0 +1,165 @@
+"""Issue #13 points 2 and 3, in-process: checkpoint files are written and copied atomically with a
+checksum whose crash windows never make an intact file look corrupt; broken files are named in one
+line; the launchers' repair resumes from the newest intact checkpoint."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from fairseq import checkpoint_utils
+from fairseq.file_io import PathManager
+
+from linformer_fairseq import atomic_files
+from linformer_fairseq.atomic_files import checksum_path, read_checksums, verify_checksum
+from linformer_fairseq.cli.checkpoint_files import repair_run_checkpoints
+from linformer_fairseq.errors import CheckpointError
+from linformer_fairseq.fingerprints import sha256_file
+
+
+def fake_state(value=1.0, updates=1, val_loss=None):
+    """A state that load_checkpoint_to_cpu accepts (what fairseq's upgrade step looks for)."""
+    return {"model": {"w": torch.full((64,), value)}, "args": None, "cfg": None,
+            "optimizer_history": [{"num_updates": updates, "lr_scheduler_state": {"best": 0.0}}],
+            "extra_state": {"val_loss": val_loss, "train_iterator": {"epoch": 1}}}
+
+
+def save(path, value=1.0, **kwargs):
+    checkpoint_utils.torch_persistent_save(fake_state(value, **kwargs), str(path))
+
+
+def loaded_value(path):
+    return checkpoint_utils.load_checkpoint_to_cpu(str(path))["model"]["w"][0].item()
+
+
+def test_saves_and_copies_are_atomic_with_a_checksum(tmp_path):
+    first, last = tmp_path / "checkpoint_1_1.pt", tmp_path / "checkpoint_last.pt"
+    save(first)
+    assert read_checksums(first) == [sha256_file(first)]
+    assert checksum_path(first).read_text() == f"{sha256_file(first)}  checkpoint_1_1.pt\n"  # sha256sum -c reads it
+    assert PathManager.copy(str(first), str(last), overwrite=True)
+    assert read_checksums(last) == [sha256_file(last)] == [sha256_file(first)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_1.pt", "checkpoint_1_1.pt.sha256",
+                                                          "checkpoint_last.pt", "checkpoint_last.pt.sha256"]
+    assert loaded_value(last) == 1.0
+
+
+def test_a_save_or_copy_killed_midway_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    source, last = tmp_path / "checkpoint_1_2.pt", tmp_path / "checkpoint_last.pt"
+    save(last, value=1.0)
+    save(source, value=2.0)
+    before = last.read_bytes()
+
+    def half_then_die(reader, writer, length=0):
+        writer.write(reader.read(100))
+        raise KeyboardInterrupt("killed while copying")
+
+    monkeypatch.setattr(shutil, "copyfileobj", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        PathManager.copy(str(source), str(last), overwrite=True)  # fairseq's plain copy truncated last here
+    monkeypatch.undo()
+    assert last.read_bytes() == before and loaded_value(last) == 1.0
+
+    real_save = torch.save
+
+    def die_while_saving(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(torch, "save", die_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        save(last, value=3.0)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert last.read_bytes() == before and loaded_value(last) == 1.0
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("crash", ["before_rename", "after_rename"])
+def test_a_crash_between_checkpoint_and_checksum_never_makes_an_intact_file_look_corrupt(tmp_path, monkeypatch, crash):
+    path = tmp_path / "checkpoint_last.pt"
+    save(path, value=1.0)
+    old_hash = sha256_file(path)
+    writes = []
+    real_write, real_replace = atomic_files._write_checksums, os.replace
+
+    def write_checksums(target, hashes):
+        writes.append(list(hashes))
+        if crash == "after_rename" and len(writes) == 2:  # the checkpoint is in place, the final sidecar not yet
+            raise KeyboardInterrupt("killed before the final checksum")
+        real_write(target, hashes)
+
+    def replace(src, dst):
+        if crash == "before_rename" and str(dst) == str(path):
+            raise KeyboardInterrupt("killed before the rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic_files, "_write_checksums", write_checksums)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        save(path, value=2.0)
+    monkeypatch.undo()
+    listed = read_checksums(path)
+    assert old_hash in listed and len(listed) == 2  # in flight: the new hash and the one in place
+    assert verify_checksum(path) is True
+    assert loaded_value(path) == (1.0 if crash == "before_rename" else 2.0)
+    save(path, value=4.0)  # the next save leaves only its own hash
+    assert read_checksums(path) == [sha256_file(path)]
+
+
+def broken_files(tmp_path):
+    save(tmp_path / "good.pt")
+    good = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "random.pt").write_bytes(os.urandom(4096))
+    shutil.copy(tmp_path / "good.pt", tmp_path / "flipped.pt")
+    shutil.copy(checksum_path(tmp_path / "good.pt"), checksum_path(tmp_path / "flipped.pt"))
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0xFF  # inside the tensor data: loads without the checksum
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    return {"empty": "is empty (0 bytes)", "truncated": "is truncated", "random": "is not a PyTorch checkpoint",
+            "flipped": "does not match its checksum", "missing": "does not exist"}
+
+
+def test_broken_checkpoints_are_named_with_what_is_wrong(tmp_path):
+    for kind, expected in broken_files(tmp_path).items():
+        path = tmp_path / f"{kind}.pt"
+        with pytest.raises(CheckpointError) as error:
+            checkpoint_utils.load_checkpoint_to_cpu(str(path))
+        message = str(error.value)
+        assert message.startswith(f"checkpoint {path} {expected}") and "\n" not in message, message
+    os.remove(checksum_path(tmp_path / "flipped.pt"))  # without its checksum, flipped bytes load (what it guards)
+    checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "flipped.pt"))
+
+
+@pytest.mark.slow
+def test_our_errors_end_a_program_with_one_line_and_others_keep_their_traceback():
+    ours = subprocess.run([sys.executable, "-c", "import linformer_fairseq\nfrom linformer_fairseq.errors import "
+                           "CheckpointError\nraise CheckpointError('checkpoint x.pt is empty')"],
+                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert ours.returncode == 1
+    assert ours.stderr.strip().splitlines()[-1] == "error: checkpoint x.pt is empty" and "Traceback" not in ours.stderr
+    other = subprocess.run([sys.executable, "-c", "import linformer_fairseq\nraise ValueError('boom')"],
+                           capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert "Traceback" in other.stderr and "ValueError: boom" in other.stderr
+
+
+def test_repair_resumes_from_the_newest_intact_checkpoint_and_says_so(tmp_path):
+    save(tmp_path / "checkpoint_1_1.pt", value=1.0, val_loss=3.0)
+    save(tmp_path / "checkpoint_1_2.pt", value=2.0, val_loss=2.0)
+    os.utime(tmp_path / "checkpoint_1_1.pt", (1, 1))
+    save(tmp_path / "checkpoint_last.pt", value=9.0)
+    save(tmp_path / "checkpoint_best.pt", value=9.0)
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):  # bytes flipped after the write
+        data = bytearray((tmp_path / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tmp_path / name).write_bytes(bytes(data))
+    messages = repair_run_checkpoints(str(tmp_path))
+    assert len(messages) == 2
+    assert "checkpoint_last.pt does not match its checksum" in messages[0]
+    assert f"resuming from {tmp_path / 'checkpoint_1_2.pt'}" in messages[0]
+    assert "checkpoint_best.pt does not match its checksum" in messages[1]
+    assert loaded_value(tmp_path / "checkpoint_last.pt") == 2.0 and loaded_value(tmp_path / "checkpoint_best.pt") == 2.0
+    assert verify_checksum(tmp_path / "checkpoint_last.pt") is True
