@@ -49,6 +49,7 @@ from linformer_fairseq.atomic_files import (
     atomic_directory,
     is_complete,
     mark_complete,
+    move_into_place,
     read_completion,
     temporary_sibling,
 )
@@ -533,7 +534,7 @@ def fetch_deb(package: str, cache: Path) -> Path:
                 hint = " (the package lists may be missing or stale: run `apt-get update`, or check the name with `apt-cache search`)"
             raise DataPrepError(f"apt-get download {package} failed (exit {proc.returncode}): {message}{hint}")
         final = cache / debs[0].name
-        os.replace(debs[0], final)  # same directory's filesystem: the cache never holds half a .deb
+        move_into_place(debs[0], final)  # the cache never holds half a .deb
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
     logger.info("%s: downloaded %s (%.1f MB)", package, final.name, final.stat().st_size / 1e6)

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import List
 
+from linformer_fairseq.atomic_files import move_into_place
+
 from .tokenizer import SPM_MODEL
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,6 @@ def train_sentencepiece(
             num_threads=max(1, threads),
             minloglevel=1,
         )
-        os.replace(prefix + ".vocab", out_dir / "spm.vocab")
-        os.replace(prefix + ".model", out_dir / SPM_MODEL)  # last: its presence means training finished
+        move_into_place(prefix + ".vocab", out_dir / "spm.vocab")
+        move_into_place(prefix + ".model", out_dir / SPM_MODEL)  # last: its presence means training finished
     return out_dir / SPM_MODEL

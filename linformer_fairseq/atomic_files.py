@@ -199,6 +199,12 @@ def atomic_write_json(path: PathLike, obj, **dump_options) -> None:
         handle.write("\n")
 
 
+def move_into_place(written: PathLike, final: PathLike) -> None:
+    """Rename a file that another program wrote completely (in a temporary directory on the same
+    filesystem as ``final``) over ``final``: readers see the old file or the whole new one."""
+    os.replace(written, final)
+
+
 def atomic_copy(source: PathLike, destination: PathLike, checksum: bool = False) -> None:
     """Copy ``source`` to ``destination`` so that ``destination`` is never seen half-copied
     (``checksum``: with its ``.sha256`` sidecar, as :func:`atomic_open`)."""

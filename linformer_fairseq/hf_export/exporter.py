@@ -249,13 +249,10 @@ def write_dictionary(dictionary, path: Path) -> None:
 
 
 def _load_remote(name: str):
-    """A file of remote/ that has no relative imports, as a module (to build and save its objects)."""
-    import importlib.util
+    """A file of remote/ that has no relative imports (configuration, tokenizer), to build and save its objects."""
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f"_linformer_export_{name}", REMOTE_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"{__package__}.remote.{name}")
 
 
 def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece: str | None = None,
