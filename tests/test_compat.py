@@ -43,3 +43,36 @@ def test_a_changed_signature_is_refused_by_name():
                                                   r"call_main\(cfg, main, \*\*kwargs\)"):
         patch.apply()
     assert Owner.call_main is not patch.replacement
+
+
+PREFETCH_THEN_EXIT = """
+import sys, torch
+from fairseq.data import iterators
+import linformer_fairseq
+
+class SlowDataset(torch.utils.data.Dataset):  # batches that take torch's C++ code a while
+    def __len__(self):
+        return 10000
+
+    def __getitem__(self, index):
+        x = torch.randn(300, 300)
+        for _ in range(3):
+            x = x @ x / 300
+        return x.sum()
+
+batches = iterators.BufferedIterator(2, torch.utils.data.DataLoader(SlowDataset(), batch_size=4))
+for _, batch in zip(range(3), batches):  # training stops mid-epoch, as at --max-update
+    pass
+"""
+
+
+def test_a_process_that_stops_mid_epoch_exits_cleanly():
+    """Without the patch this aborts at exit ("terminate called without an active exception", 134)."""
+    import os
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", PREFETCH_THEN_EXIT], capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert proc.returncode == 0 and "terminate called" not in proc.stderr, proc.stderr[-2000:]

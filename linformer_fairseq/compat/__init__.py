@@ -3,6 +3,8 @@
 ``apply()`` runs when the plugin is imported (``--user-dir`` does that): it stops with a clear
 message on a fairseq version the patches were not written for, then makes each change once:
 
+* ``background_loader``: a run that stops mid-epoch (``--max-update``) exits with status 0 instead of
+  aborting at exit while fairseq's batch-prefetching thread is inside torch;
 * ``safe_globals``: fairseq checkpoints load on torch >= 2.6 with weights-only loading kept on;
 * ``broadcast``: multi-worker resume on torch >= 2.6 (rank 0 sends the checkpoint to the others);
 * ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo);
@@ -20,12 +22,12 @@ import os
 
 import fairseq
 
-from . import broadcast, checkpoint_io, cpu_distributed, one_line_errors, safe_globals
+from . import background_loader, broadcast, checkpoint_io, cpu_distributed, one_line_errors, safe_globals
 from .patch import IncompatibleFairseq, Patch
 
 # fairseq 0.12.2 (PyPI), ve-fairseq 0.12.3 (its 3.11/3.12 wheels), fairseq-fixed 0.12.3.1 (>= 3.13)
 SUPPORTED_FAIRSEQ = ("0.12.2", "0.12.3", "0.12.3.1")
-PATCHES = [*broadcast.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
+PATCHES = [*background_loader.PATCHES, *broadcast.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
 
 
 def check_fairseq_version(version: str = fairseq.__version__) -> None:
