@@ -45,6 +45,7 @@ setup(
             "linformer-plot-curves = linformer_fairseq.cli.plot_curves:main",
             "linformer-benchmark-attention = linformer_fairseq.cli.benchmark_attention:main",
             "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
+            "linformer-benchmark-models = linformer_fairseq.cli.benchmark_models:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
         ],
     },
