@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # sourced: $root is set by the script that sources this file
 # Sourced by the job scripts (after they set $root): sets $python to the interpreter that has
 # fairseq and this project: $VENV/bin/python if VENV is set, else the repository's .venv (made by
 # scripts/setup_env.sh), else python3 on PATH.

@@ -13,7 +13,7 @@ echo "[setup] installing torch ${TORCH_VERSION:-2.13.0} (CPU-friendly pin) and t
 # build of the same version first (see README); pip then keeps it.
 if ! { "$venv/bin/python" -m pip install --upgrade pip \
        && "$venv/bin/python" -m pip install "torch==${TORCH_VERSION:-2.13.0}" \
-       && "$venv/bin/python" -m pip install -e "$root[test]"; } > "$log" 2>&1; then
+       && "$venv/bin/python" -m pip install -e "${root}[test]"; } > "$log" 2>&1; then
   tail -n 20 "$log" >&2
   echo "[setup] failed; the whole log: $log" >&2
   exit 1
