@@ -46,6 +46,7 @@ setup(
             "linformer-benchmark-attention = linformer_fairseq.cli.benchmark_attention:main",
             "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
             "linformer-benchmark-models = linformer_fairseq.cli.benchmark_models:main",
+            "linformer-gpu-check = linformer_fairseq.cli.gpu_check:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
         ],
     },
