@@ -106,7 +106,7 @@ def run_until_oom(command: List[str], log_path: str, timeout_s: Optional[float] 
     seconds (the log then ends with TIMEOUT_MARKER); (exit status, peak RSS KiB)."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    start, timed_out = time.monotonic(), False
+    start, timed_out, stopped_at = time.monotonic(), False, None
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
@@ -116,11 +116,15 @@ def run_until_oom(command: List[str], log_path: str, timeout_s: Optional[float] 
                     log.write(f"\n{TIMEOUT_MARKER} ({timeout_s:.0f} s)\n")
             return process.returncode, usage.ru_maxrss  # of this child alone (KiB on Linux)
         with open(log_path, errors="replace") as f:
-            if "OOM: Ran out of memory" in f.read():
+            if "OOM: Ran out of memory" in f.read() and stopped_at is None:
                 process.terminate()
+                stopped_at = time.monotonic()
         if timeout_s is not None and not timed_out and time.monotonic() - start > timeout_s:
             timed_out = True
             process.terminate()
+            stopped_at = time.monotonic()
+        if stopped_at is not None and time.monotonic() - stopped_at > 15:
+            process.kill()  # it ignored SIGTERM for 15 s
         time.sleep(1)
 
 
