@@ -42,9 +42,9 @@ def test_the_gpu_plan_is_the_issue_grid_and_fits_the_budget(tmp_path):
     plan = gpu_check.gpu_plan()
     points = gpu_check.attention_points(plan)
     assert {(n, k) for _, _, n, k in points if k is not None} == {(n, k) for n in (512, 4096, 65536) for k in (128, 256)}
-    assert {m for m, *_ in points} == {"linformer", "reference", "sdpa"} and {m for _, m, *_ in points} == {
-        "inference", "training"}
-    assert len(points) == 30 and plan.dtype == "bf16" and plan.run_attention_ns == plan.attention_ns
+    assert {m for m, *_ in points} == {"linformer", "reference", "sdpa", "sdpa_math"}
+    assert {m for _, m, *_ in points} == {"inference", "training"}
+    assert len(points) == 36 and plan.dtype == "bf16" and plan.run_attention_ns == plan.attention_ns
     commands = gpu_check.training_commands(plan, str(tmp_path))
     assert len(commands) == 6
     for command in commands:

@@ -12,9 +12,10 @@ scripts would print):
 
 1. attention (``benchmark_attention``): one layer, d = 768, 12 heads, bf16, 65,536 tokens per batch
    (batch = 65536 / n), n = 512, 4096, 65536 x k = 128, 256; ours (``linformer``), fairseq's
-   ``reference`` and full attention through ``sdpa`` (flash); inference and training (forward +
-   backward); 2 warm-up and 5 timed steps per point (median, CUDA events), then one step for the
-   peak memory (``torch.cuda.max_memory_allocated``). 30 points.
+   ``reference``, full attention through ``sdpa`` (flash) and ``sdpa_math`` (the paper's
+   materialised n x n scores: out of memory at n = 65536, 103 GB of bf16 scores, recorded as OOM);
+   inference and training (forward + backward); 2 warm-up and 5 timed steps per point (median, CUDA
+   events), then one step for the peak memory (``torch.cuda.max_memory_allocated``). 36 points.
 2. training (``benchmark_training``): ``fairseq-train`` masked LM of ``roberta_base``, the reference
    ``linformer_roberta_base`` and ours, at n = 512 with k = 128 and at n = 4096 with k = 256, fp16
    (fairseq 0.12's ``--bf16`` turns on its TPU code), 32,768 tokens per batch, 40 updates, log
@@ -24,7 +25,8 @@ scripts would print):
 Time budget (the whole call must finish well inside 8 minutes on one H100; estimates from the
 issue's anchor numbers, every attention step < 0.1 s, roberta_base >= 176k words/s):
 
-* attention: 30 points x (build + 8 steps, < 1 s) + CUDA start-up: about 1 minute;
+* attention: 36 points x (build + 8 steps, < 1 s; sdpa_math at n = 4096 about 2 s) + CUDA start-up:
+  about 1 minute;
 * training data: 2 corpora of 10 x 32,768 tokens through ``fairseq-preprocess``: about 30 s;
 * training: 6 runs x (start-up about 25 s: imports, CUDA, model, data; + 40 updates of 32,768
   tokens, < 0.2 s each, about 8 s): about 3.5 minutes;
@@ -81,7 +83,7 @@ class Plan:
     training_tokens: int
     updates: int
     precision: str
-    attention_methods: Tuple[str, ...] = ("linformer", "reference", "sdpa")
+    attention_methods: Tuple[str, ...] = ("linformer", "reference", "sdpa", "sdpa_math")
     modes: Tuple[str, ...] = ("inference", "training")
     training_methods: Tuple[str, ...] = ("roberta", "reference", "linformer")
     dry_run: bool = False
@@ -192,7 +194,7 @@ def run_attention(plan: Plan, out: str, deadline: float, progress: Callable[[str
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     atomic_write_text(os.path.join(out, "attention_benchmark.md"),
                       f"# Attention benchmark ({stamp}, torch {torch.__version__})\n\n"
-                      f"{bench.markdown_tables(rows, ['sdpa'])}\n")
+                      f"{bench.markdown_tables(rows, ['sdpa', 'sdpa_math'])}\n")
     if any(r["status"] == "ok" for r in rows):
         bench.plot_time_vs_n(rows, os.path.join(out, "attention_time_vs_n.png"), min(plan.attention_ks))
     if device.type == "cuda":
