@@ -271,11 +271,11 @@ def run_point(spec: dict, out: str) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if spec.get("threads"):
         env.update(OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
-    command = [sys.executable, "-m", "linformer_fairseq.cli.benchmark_models", "--point", json.dumps(spec),
-               "--result", result_path]
     spec = dict(spec)
     if spec.get("memory_limit_gib") is None:
         spec["memory_limit_gib"] = round(0.75 * available_memory_gib(), 1)
+    command = [sys.executable, "-m", "linformer_fairseq.cli.benchmark_models", "--point", json.dumps(spec),
+               "--result", result_path]
     batch = spec["tokens"] // spec["n"]
     fallback = dict(model=model_label(spec["k"]), k=spec["k"] or "", mode=spec["mode"], n=spec["n"], batch=batch,
                     padded_tokens=batch * spec["n"], threads=spec.get("threads") or "",
@@ -289,7 +289,7 @@ def run_point(spec: dict, out: str) -> dict:
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
-    # killed by the kernel's out-of-memory killer (SIGKILL), or crashed: the log says which
+    # killed (SIGKILL: the kernel's out-of-memory killer), or crashed: the log says which
     return dict(fallback, status="OOM" if done.returncode == -9 else f"error (exit {done.returncode}, see {log_path})")
 
 
