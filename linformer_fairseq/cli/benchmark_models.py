@@ -377,6 +377,10 @@ def plot_time_vs_n(rows: List[dict], path: str) -> None:
                             if r["model"] == label and r["mode"] == mode and _ok(r))
             if points:
                 ax.plot(*zip(*points), marker="o", label=label)
+        failed = [r for r in rows if r["mode"] == mode and not _ok(r)]  # OOM, too slow: named at their n
+        for i, r in enumerate(sorted(failed, key=lambda r: int(r["n"]))):
+            ax.annotate(f"{r['model']}: {r['status']}", xy=(int(r["n"]), 0.97 - 0.06 * (i % 3)),
+                        xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=8, color="C3")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length n (padded)")
