@@ -53,6 +53,8 @@ setup(
             "linformer-benchmark-attention = linformer_fairseq.cli.benchmark_attention:main",
             "linformer-benchmark-training = linformer_fairseq.cli.benchmark_training:main",
             "linformer-attention-spectrum = linformer_fairseq.cli.attention_spectrum:main",
+            "linformer-benchmark-models = linformer_fairseq.cli.benchmark_models:main",
+            "linformer-gpu-check = linformer_fairseq.cli.gpu_check:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
             "linformer-replicate = linformer_fairseq.cli.replicate:main",
             "linformer-replication-report = linformer_fairseq.cli.replication_report:main",

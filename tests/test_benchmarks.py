@@ -1,4 +1,4 @@
-"""The attention and training benchmarks in their CPU small modes: they run, write complete
+"""The attention, training and whole-model benchmarks in their CPU small modes: they run, write complete
 CSV/Markdown/PNG outputs, record out-of-memory instead of crashing, and measure what they claim.
 
 Only memory is asserted on, not time: peak memory is deterministic, CPU timings on a shared
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from linformer_fairseq.cli import benchmark_attention as bench
-from linformer_fairseq.cli import benchmark_training
+from linformer_fairseq.cli import benchmark_models, benchmark_training
 from tests.cli_runner import run
 
 
@@ -155,3 +155,110 @@ def test_training_benchmark_rejects_bad_arguments(args, message, tmp_path, capsy
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# linformer-benchmark-models: whole models in-process
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models_small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    run("linformer-benchmark-models", "--small", "--out", out, timeout=600)
+    return out
+
+
+@pytest.mark.slow
+def test_models_small_mode_measures_both_models_on_the_same_padded_batches(models_small):
+    grid = benchmark_models.SMALL_GRID
+    rows = read_csv(models_small / "models_benchmark.csv")
+    k = grid["ks"][0]
+    expected = {(model, mode, str(n)) for mode, ns in (("inference", grid["ns"]), ("training", grid["train_ns"]))
+                for n in ns for model in ("roberta", f"linformer k={k}")}
+    assert {(r["model"], r["mode"], r["n"]) for r in rows} == expected
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert float(r["time_ms"]) > 0 and float(r["tokens_per_s"]) > 0, r
+        tokens = grid["tokens"] if r["mode"] == "inference" else grid["train_tokens"]
+        n, batch = int(r["n"]), int(r["batch"])
+        assert batch * n == int(r["padded_tokens"]) == tokens
+        # one document of n, the others in [n/2, n]: padded like real documents
+        assert n + (batch - 1) * (n // 2) <= int(r["real_tokens"]) <= batch * n
+        if batch > 2:
+            assert int(r["real_tokens"]) < batch * n
+    by_key = {(r["model"], r["mode"], r["n"]): r for r in rows}
+    for model, mode, n in expected:  # both models saw the same batch
+        assert by_key[(model, mode, n)]["real_tokens"] == by_key[("roberta", mode, n)]["real_tokens"]
+
+
+@pytest.mark.slow
+def test_models_small_mode_memory(models_small):
+    grid = benchmark_models.SMALL_GRID
+    rows = read_csv(models_small / "models_benchmark.csv")
+    k = grid["ks"][0]
+    for r in rows:
+        weights_mib = int(r["parameters"]) * 4 / 2**20
+        tracked = float(r["peak_tracked_mib"])
+        if r["mode"] == "inference":
+            assert weights_mib <= tracked < 4 * weights_mib + 64, r
+        else:  # weights, gradients and Adam's two moments are all live during an update
+            assert tracked >= 4 * weights_mib, r
+        assert float(r["peak_rss_mib"]) > tracked
+        # the point's own process reports the cap it ran under (75% of the available memory by default)
+        assert 0 < float(r["memory_limit_gib"]) < benchmark_models.available_memory_gib() * 2, r
+    by_key = {(r["model"], r["mode"], int(r["n"])): r for r in rows}
+    for n in grid["ns"] + grid["train_ns"]:
+        ours, roberta = by_key.get((f"linformer k={k}", "inference", n)), by_key.get(("roberta", "inference", n))
+        if ours:
+            # ours adds E and F (k x n each) to each of the 2 layers
+            assert int(ours["parameters"]) - int(roberta["parameters"]) == 2 * 2 * k * n
+    n = max(grid["train_ns"])
+    # training with attention dropout: full attention on the CPU stores n x n probabilities, ours n x k
+    assert float(by_key[(f"linformer k={k}", "training", n)]["step_added_mib"]) < \
+        float(by_key[("roberta", "training", n)]["step_added_mib"])
+
+
+@pytest.mark.slow
+def test_models_small_mode_writes_table_and_plot(models_small):
+    table = (models_small / "models_benchmark.md").read_text()
+    for mode in ("inference", "training"):
+        assert f"### {mode}: ours / roberta" in table and f"### {mode}: absolute numbers" in table
+    assert "Command: `linformer-benchmark-models --small --out" in table and "Load average" in table
+    ratio_rows = [line for line in table.splitlines() if re.match(r"\| \d+ \| [\d.]+x, [\d.]+x, [\d.]+x \|$", line)]
+    assert len(ratio_rows) == len(benchmark_models.SMALL_GRID["ns"]) + len(benchmark_models.SMALL_GRID["train_ns"])
+    png = (models_small / "models_time_vs_n.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not [p for p in os.listdir(models_small) if p.startswith(".")]
+
+
+@pytest.mark.slow
+def test_models_point_over_its_memory_cap_is_recorded_as_out_of_memory(tmp_path):
+    # full attention with dropout at n = 2048 stores 2 layers x 4 heads x 2048^2 probabilities, their
+    # dropout mask and the dropped probabilities: over 300 MiB, against a cap of 150 MiB
+    spec = dict(mode="training", n=2048, k=None, tokens=2048, warmup=0, repeats=1, threads=1,
+                data=benchmark_models.write_dictionary(str(tmp_path / "dict"), 200),
+                size_args=list(benchmark_models.SMALL_GRID["size_args"]), seed=0, point_budget=120,
+                memory_limit_gib=0.15)
+    row = benchmark_models.run_point(spec, str(tmp_path))
+    assert row["status"] == "OOM", row
+    assert row.get("time_ms") in ("", None) and float(row["memory_limit_gib"]) == 0.15
+    assert "out of memory during a step" in (tmp_path / "points" / "roberta_training_n2048.log").read_text()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--out", "x", "--ns", "500"], "--tokens 8192 must be a multiple of every n"),
+    (["--out", "x", "--models", "roberta,bert"], "--models: unknown bert"),
+    (["--out", "x", "--small", "--ks", "100"], "k must be at most n"),
+    (["--small"], "--out DIR is required"),
+])
+def test_models_benchmark_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_models.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_document_lengths_pad_like_real_documents():
+    lengths = benchmark_models.document_lengths(512, 16, seed=0)
+    assert lengths[0] == 512 and all(256 <= n <= 512 for n in lengths)
+    assert lengths == benchmark_models.document_lengths(512, 16, seed=0)  # the same for every model
+    assert 0.6 < sum(lengths) / (16 * 512) < 0.9

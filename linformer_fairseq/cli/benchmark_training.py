@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from ..atomic_files import atomic_directory, atomic_open, atomic_write_text, is_complete, mark_complete
+from ..atomic_files import atomic_directory, atomic_open, atomic_savefig, atomic_write_text, is_complete, mark_complete
 from .logs import setup_logging
 from .paths import PLUGIN_DIR
 from .reference_linformer import REFERENCE_DIR
@@ -47,6 +47,7 @@ SMALL = dict(ns=(64, 128), k=16, tokens=1024, updates=8, log_interval=2, vocab=2
              size_args=("--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
                         "--encoder-attention-heads", "4"))
 OOM_MARKERS = ("out of memory", "can't allocate memory")
+TIMEOUT_MARKER = "benchmark: stopped at its time limit"
 FIELDS = ["method", "n", "k", "batch", "precision", "status", "wps", "peak_gpu_gb", "peak_rss_gb", "updates"]
 
 
@@ -100,18 +101,30 @@ def train_command(method, n, k, data, run_dir, grid, tokens, updates, precision,
     return command
 
 
-def run_until_oom(command: List[str], log_path: str) -> (int, int):
-    """Run ``command`` into ``log_path``, stopping it at its first out-of-memory; (exit status, peak RSS KiB)."""
+def run_until_oom(command: List[str], log_path: str, timeout_s: Optional[float] = None) -> (int, int):
+    """Run ``command`` into ``log_path``, stopping it at its first out-of-memory or after ``timeout_s``
+    seconds (the log then ends with TIMEOUT_MARKER); (exit status, peak RSS KiB)."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    start, timed_out, stopped_at = time.monotonic(), False, None
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
+            if timed_out:
+                with open(log_path, "a") as log:
+                    log.write(f"\n{TIMEOUT_MARKER} ({timeout_s:.0f} s)\n")
             return process.returncode, usage.ru_maxrss  # of this child alone (KiB on Linux)
         with open(log_path, errors="replace") as f:
-            if "OOM: Ran out of memory" in f.read():
+            if "OOM: Ran out of memory" in f.read() and stopped_at is None:
                 process.terminate()
+                stopped_at = time.monotonic()
+        if timeout_s is not None and not timed_out and time.monotonic() - start > timeout_s:
+            timed_out = True
+            process.terminate()
+            stopped_at = time.monotonic()
+        if stopped_at is not None and time.monotonic() - stopped_at > 15:
+            process.kill()  # it ignored SIGTERM for 15 s
         time.sleep(1)
 
 
@@ -122,6 +135,8 @@ def summarize(run_dir: str, peak_rss_kb: Optional[int]) -> dict:
     inner = records(log_path, "train_inner")
     if any(marker in log for marker in OOM_MARKERS):
         status = "OOM"
+    elif TIMEOUT_MARKER in log:
+        status = "timeout"
     elif "done training" in log and inner:
         status = "ok"
     else:
@@ -158,7 +173,35 @@ def markdown(rows: List[dict], methods, ns, precision, tokens, k) -> str:
     return "\n".join(lines) + "\n"
 
 
-def benchmark(out: str, grid: dict, ns, k, tokens, updates, methods, precision, cpu) -> List[dict]:
+def plot_words_per_second(rows: List[dict], path: str) -> None:
+    """fairseq-train words/s against n, one curve per method (runs that did not finish are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method in METHODS:
+        points = sorted((int(r["n"]), float(r["wps"])) for r in rows if r["method"] == method and r["status"] == "ok")
+        if points:
+            ks = sorted({str(r["k"]) for r in rows if r["method"] == method and r["k"] != ""})
+            ax.plot(*zip(*points), marker="o", label=method + (f" (k = {', '.join(ks)})" if ks else ""))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length n")
+    ax.set_ylabel("fairseq-train words/s")
+    ax.set_title(f"whole models, {rows[0]['precision'] if rows else ''}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        atomic_savefig(fig, path, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def benchmark(out: str, grid: dict, ns, k, tokens, updates, methods, precision, cpu,
+              timeout_s: Optional[float] = None) -> List[dict]:
+    """Train every method at every n (``timeout_s``: seconds each run may take); finished runs are kept."""
     rows = []
     peaks: Dict[str, int] = {}
     for n in ns:
@@ -171,7 +214,8 @@ def benchmark(out: str, grid: dict, ns, k, tokens, updates, methods, precision, 
                 os.makedirs(run_dir, exist_ok=True)
                 print(f"benchmark: {method} n={n} batch={tokens // n} updates={updates}", file=sys.stderr)
                 _, peaks[run_dir] = run_until_oom(
-                    train_command(method, n, k, data, run_dir, grid, tokens, updates, precision, cpu), log_path)
+                    train_command(method, n, k, data, run_dir, grid, tokens, updates, precision, cpu), log_path,
+                    timeout_s)
                 with open(os.path.join(run_dir, "peak_rss_kb"), "w") as f:
                     f.write(f"{peaks[run_dir]}\n")
             rss_file = os.path.join(run_dir, "peak_rss_kb")
