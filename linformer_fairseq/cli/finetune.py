@@ -346,7 +346,6 @@ def launch(task, checkpoint, overrides, env, verbose=False) -> int:
         raise LaunchError(f"set DATA_DIR to the output of linformer-prepare-finetune --task {task}")
     if not run_dir:
         raise LaunchError("set RUN_DIR to the directory this run writes into")
-    check_pretrained(checkpoint)
     for name in ("input0/dict.txt", "label/dict.txt"):
         if not os.path.isfile(os.path.join(data_dir, name)):
             raise LaunchError(f"{os.path.join(data_dir, name)} is missing: DATA_DIR must be a "
@@ -368,6 +367,7 @@ def launch(task, checkpoint, overrides, env, verbose=False) -> int:
     if status == "finished":  # said on the console only: a finished run's files stay untouched
         print(f"finetune: {run_dir} already finished (run.json); nothing to do", file=sys.stderr)
         return 0
+    check_pretrained(checkpoint)  # after the finished check: a finished run never reads it again
     if status is not None:
         say(f"resuming {run_dir} (status was {status})")
     saved = os.path.join(run_dir, "checkpoints")
