@@ -29,10 +29,10 @@ def test_every_run_gets_the_same_schedule_and_tokens_per_update(tmp_path):
     commands = [replicate.pretrain_command(run, preset, "DATA", str(tmp_path)) for run in replicate.plan_runs(preset)]
     schedules = {tuple(arg for arg in command if arg.startswith(("task.tokens_per_update", "optimization.max_update",
                                                                  "recipe=", "dataset.validate"))) for command in commands}
-    assert schedules == {("recipe=replication", "task.tokens_per_update=8192", "optimization.max_update=600",
-                          "dataset.validate_interval_updates=50")}
-    # 8,192 tokens are whole sequences at every n of the sweeps
-    assert all(8192 % n == 0 for n in (256, 512, 1024))
+    assert schedules == {("recipe=replication", "task.tokens_per_update=2048", "optimization.max_update=1200",
+                          "dataset.validate_interval_updates=100")}
+    # 2,048 tokens are whole sequences at every n of the sweeps
+    assert all(2048 % n == 0 for n in (256, 512, 1024))
 
 
 def test_presets_name_their_corpus_and_scale():

@@ -34,7 +34,7 @@ def describe(save_dir):
 
     path = os.path.join(save_dir, "checkpoint_last.pt")
     if not os.path.isfile(path):
-        raise SystemExit(f"compare_pretraining.py: {path} does not exist: is {save_dir} a finished pretraining run?")
+        raise SystemExit(f"linformer-compare-pretraining: {path} does not exist: is {save_dir} a finished pretraining run?")
     state = torch.load(path, map_location="cpu")
     model = state["cfg"]["model"] if state.get("cfg") else vars(state["args"])
     model = model if isinstance(model, dict) else vars(model)

@@ -16,9 +16,16 @@ NOISY_LOGGERS = ("matplotlib", "PIL", "fsspec", "urllib3", "filelock", "h5py", "
                  "torch.distributed", "tensorboard")
 
 
-def quiet_third_party() -> None:
+def quiet_loggers() -> None:
+    """Raise the chatty loggers to WARNING. Needed before any tool imports matplotlib: importing
+    fairseq runs ``logging.basicConfig(level=logging.DEBUG)`` (fairseq/models/wav2vec/
+    wav2vec2_classification.py), so the root logger prints DEBUG lines until a tool sets it up."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_third_party() -> None:
+    quiet_loggers()
     # Hydra's and torch's deprecation notices are for fairseq's authors, not for our users
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -78,7 +78,9 @@ def plan_runs(preset: dict) -> List[Run]:
 def pretrain_command(run: Run, preset: dict, data: str, out: str) -> List[str]:
     overrides = [f"recipe={preset['recipe']}", f"task.tokens_per_update={preset['tokens_per_update']}",
                  f"optimization.max_update={preset['max_update']}",
+                 f"lr_scheduler.warmup_updates={preset['warmup_updates']}",
                  f"dataset.validate_interval_updates={preset['validate_interval_updates']}",
+                 f"checkpoint.save_interval_updates={preset['validate_interval_updates']}",
                  f"common.log_interval={preset['log_interval']}",
                  "checkpoint.no_epoch_checkpoints=true"]
     # a value the config groups have no file for is given directly

@@ -28,7 +28,8 @@ from .compare_pretraining import summarize
 from .logs import setup_logging
 
 COLUMNS = ["run", "attention", "n", "k", "parameters", "updates", "valid_ppl", "ppl_ratio_to_roberta",
-           "valid_accuracy", "tokens_per_s", "peak_rss_gb", "wall_minutes", "cpu_minutes"]
+           "valid_accuracy", "tokens_per_s", "peak_rss_gb", "wall_minutes", "cpu_minutes", "status"]
+NAN = float("nan")
 
 
 def collect(out: str) -> (dict, List[dict], Dict[str, list]):
@@ -37,6 +38,13 @@ def collect(out: str) -> (dict, List[dict], Dict[str, list]):
     rows, curves = [], {}
     for run in plan["runs"]:
         save_dir = os.path.join(out, "runs", run["name"])
+        if not os.path.isfile(os.path.join(save_dir, "checkpoint_last.pt")):  # not started, or no checkpoint yet
+            rows.append({"run": run["name"], "attention": run["attention"], "n": run["n"], "k": run["k"] or "-",
+                         "parameters": "—", "updates": 0, "valid_ppl": NAN, "valid_accuracy": NAN, "tokens_per_s": NAN,
+                         "peak_rss_gb": NAN, "wall_minutes": NAN, "cpu_minutes": NAN, "status": "not run",
+                         "sweeps": run["sweeps"]})
+            curves[run["name"]] = []
+            continue
         summary, run_curves = summarize(save_dir, run["name"])
         resources = {}
         if os.path.exists(os.path.join(save_dir, "resources.json")):
@@ -47,12 +55,14 @@ def collect(out: str) -> (dict, List[dict], Dict[str, list]):
                      "valid_ppl": summary["valid_ppl"], "valid_accuracy": summary["valid_accuracy"],
                      "tokens_per_s": summary["words_per_s"], "peak_rss_gb": resources.get("peak_rss_gb", float("nan")),
                      "wall_minutes": resources.get("wall_seconds", float("nan")) / 60,
-                     "cpu_minutes": resources.get("cpu_seconds", float("nan")) / 60, "sweeps": run["sweeps"]})
+                     "cpu_minutes": resources.get("cpu_seconds", float("nan")) / 60, "sweeps": run["sweeps"],
+                     "status": "finished" if summary["updates"] >= plan["settings"]["max_update"] else "unfinished"})
         curves[run["name"]] = run_curves["valid perplexity"]
-    roberta = {row["n"]: row["valid_ppl"] for row in rows if row["attention"] == "roberta"}
+    # ratios only between finished runs: a partial run's perplexity is from an earlier update
+    roberta = {row["n"]: row["valid_ppl"] for row in rows if row["attention"] == "roberta" and row["status"] == "finished"}
     for row in rows:
-        baseline = roberta.get(row["n"])
-        row["ppl_ratio_to_roberta"] = row["valid_ppl"] / baseline if baseline else float("nan")
+        baseline = roberta.get(row["n"]) if row["status"] == "finished" else None
+        row["ppl_ratio_to_roberta"] = row["valid_ppl"] / baseline if baseline else NAN
     return plan, rows, curves
 
 
@@ -65,7 +75,7 @@ def _fmt(value, digits):
 def markdown(plan: dict, rows: List[dict]) -> str:
     settings = plan["settings"]
     head = ["run", "attention", "n", "k", "parameters", "updates", "valid ppl", "÷ RoBERTa at same n",
-            "masked acc. %", "tokens/s", "peak RSS GB", "wall min", "CPU min"]
+            "masked acc. %", "tokens/s", "peak RSS GB", "wall min", "CPU min", "status"]
     digits = {"valid_ppl": 2, "ppl_ratio_to_roberta": 3, "valid_accuracy": 1, "tokens_per_s": 0, "peak_rss_gb": 2,
               "wall_minutes": 1, "cpu_minutes": 1}
     lines = [f"Preset `{plan['preset']}`: `{settings['size']}` models, {settings['tokens_per_update']:,} tokens per "
@@ -73,6 +83,10 @@ def markdown(plan: dict, rows: List[dict]) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(rows, key=lambda r: (r["n"], r["attention"] != "roberta", r["k"] if r["k"] != "-" else 0)):
         lines.append("| " + " | ".join(_fmt(row[c], digits.get(c, 0)) for c in COLUMNS) + " |")
+    missing = [row["run"] for row in rows if row["status"] != "finished"]
+    if missing:
+        lines += ["", f"Not finished ({len(missing)} of {len(rows)}): {', '.join(missing)}. Their numbers (if any) are "
+                  "from their last validation; rerun the same command to finish them."]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +102,8 @@ def plot_sweep(rows, curves, sweep: str, settings: dict, path: str) -> None:
     if sweep == "k_sweep":
         for i, row in enumerate(sorted(members, key=lambda r: (r["attention"] == "roberta", r["k"] if r["k"] != "-" else 0))):
             points = curves[row["run"]]
+            if not points:
+                continue
             label = "RoBERTa (standard attention)" if row["attention"] == "roberta" else f"Linformer k = {row['k']}"
             ax.plot([u for u, _ in points], [v for _, v in points], color="black" if row["attention"] == "roberta" else colours[i],
                     linestyle="--" if row["attention"] == "roberta" else "-", label=label)
@@ -96,6 +112,8 @@ def plot_sweep(rows, curves, sweep: str, settings: dict, path: str) -> None:
         ns = sorted({row["n"] for row in members})
         for row in members:
             points = curves[row["run"]]
+            if not points:
+                continue
             colour = colours[ns.index(row["n"]) % len(colours)]
             label = f"RoBERTa n = {row['n']}" if row["attention"] == "roberta" else f"Linformer n = {row['n']}, k = {row['k']}"
             ax.plot([u for u, _ in points], [v for _, v in points], color=colour,
