@@ -48,3 +48,15 @@ def test_one_log_format_and_one_atomic_writer():
     assert [os.path.relpath(p, ROOT) for p in log_format] == [os.path.join("linformer_fairseq", "cli", "logs.py")]
     renames = [os.path.relpath(p, ROOT) for p in PYTHON if "os.replace(" in read(p) and "/tests/" not in p]
     assert renames == [os.path.join("linformer_fairseq", "atomic_files.py")]
+
+
+def test_importing_a_tool_prints_nothing():
+    # importing fairseq turns the root logger to DEBUG (wav2vec2_classification.py calls basicConfig);
+    # a tool that imports matplotlib before it sets up logging must still print no DEBUG lines
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import linformer_fairseq.cli.compare_pretraining, "
+                           "linformer_fairseq.cli.replication_report"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "DEBUG" not in proc.stderr, proc.stderr[:2000]

@@ -6,10 +6,11 @@ import csv
 import json
 import os
 import re
+import shutil
 
 import pytest
 
-from linformer_fairseq.cli import replicate
+from linformer_fairseq.cli import replicate, replication_report
 from linformer_fairseq.cli.training_progress import records
 from tests.cli_runner import run_pipeline
 
@@ -94,3 +95,17 @@ def test_a_rerun_reuses_finished_runs_and_an_unfinished_run_resumes_from_its_che
     resumed = log.split("checkpoint_last.pt (epoch")[-1]
     assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch \d+ @ 6 updates\)", log)
     assert '"num_updates": "1"' not in resumed  # continued, not trained again from the start
+
+
+@pytest.mark.slow
+def test_the_report_lists_runs_that_never_ran_and_gives_them_no_ratio(finished, tmp_path):
+    out = tmp_path / "partial"
+    shutil.copytree(finished[0], out)
+    shutil.rmtree(out / "runs" / "roberta_n32")  # as if the command was stopped before this run
+    table = replication_report.report(str(out))
+    rows = {row["run"]: row for row in csv.DictReader(open(out / "results" / "replication.csv"))}
+    assert rows["roberta_n32"]["status"] == "not run" and rows["roberta_n32"]["valid_ppl"] == "nan"
+    assert rows["linformer_n32_k8"]["status"] == "finished" and rows["linformer_n32_k8"]["ppl_ratio_to_roberta"] == "nan"
+    assert float(rows["linformer_n64_k8"]["ppl_ratio_to_roberta"]) > 0  # the other n keeps its baseline
+    assert "Not finished (1 of " in table and "roberta_n32" in table.split("Not finished")[1]
+    assert (out / "results" / "n_sweep.png").read_bytes().startswith(b"\x89PNG")
