@@ -82,6 +82,8 @@ def test_fast_mode_runs_every_stage_and_reports_the_runs_own_numbers(finished):
     spectrum = json.loads((out / "results" / "spectrum" / "spectrum.json").read_text())
     assert spectrum["checkpoint"] == str(out / "runs" / "roberta_n64" / "checkpoint_last.pt")  # standard attention
     assert "| roberta_n64 | roberta | 64 |" in console  # the table is printed at the end
+    reference = float(re.search(r"token frequencies is ([\d,.]+);", console)[1].replace(",", ""))
+    assert 1 < reference < 1100  # a perplexity over a vocabulary of about 1,000 tokens
 
 
 @pytest.mark.slow

@@ -66,13 +66,43 @@ def collect(out: str) -> (dict, List[dict], Dict[str, list]):
     return plan, rows, curves
 
 
+def context_free_perplexity(out: str) -> float:
+    """The validation tokens' perplexity under the training set's token frequencies (add-one
+    smoothed): the score of a model that predicts a masked token without looking at its context.
+    A run near or above it has not yet learnt to use the context. (fairseq's masked-LM perplexity is
+    over the selected tokens, 10% of which stay visible: a run can beat this by copying them.)"""
+    path = os.path.join(out, "corpus", "data-bin", "DATA_PATH")
+    if not os.path.isfile(path):
+        return NAN
+    import numpy as np
+    from fairseq.data import Dictionary, data_utils
+
+    with open(path) as f:
+        shard = f.read().strip().split(os.pathsep)[0]
+    dictionary = Dictionary.load(os.path.join(shard, "dict.txt"))
+
+    def counts(split):
+        dataset = data_utils.load_indexed_dataset(os.path.join(shard, split), dictionary)
+        if dataset is None:
+            raise SystemExit(f"replication-report: no {split} split in {shard}")
+        total = np.zeros(len(dictionary), dtype=np.int64)
+        for i in range(len(dataset)):
+            total += np.bincount(dataset[i].numpy(), minlength=len(dictionary))
+        total[dictionary.pad()] = 0
+        return total
+
+    train, valid = counts("train"), counts("valid")
+    probability = (train + 1) / (train + 1).sum()
+    return float(np.exp(-(valid * np.log(probability)).sum() / valid.sum()))
+
+
 def _fmt(value, digits):
     if isinstance(value, float):
         return "—" if math.isnan(value) else f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def markdown(plan: dict, rows: List[dict]) -> str:
+def markdown(plan: dict, rows: List[dict], context_free: float = NAN) -> str:
     settings = plan["settings"]
     head = ["run", "attention", "n", "k", "parameters", "updates", "valid ppl", "÷ RoBERTa at same n",
             "masked acc. %", "tokens/s", "peak RSS GB", "wall min", "CPU min", "status"]
@@ -83,6 +113,9 @@ def markdown(plan: dict, rows: List[dict]) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(rows, key=lambda r: (r["n"], r["attention"] != "roberta", r["k"] if r["k"] != "-" else 0)):
         lines.append("| " + " | ".join(_fmt(row[c], digits.get(c, 0)) for c in COLUMNS) + " |")
+    if not math.isnan(context_free):
+        lines += ["", f"Context-free reference: the validation tokens' perplexity under the training set's token "
+                  f"frequencies is {context_free:,.1f}; a run near it has not yet learnt to use the context."]
     missing = [row["run"] for row in rows if row["status"] != "finished"]
     if missing:
         lines += ["", f"Not finished ({len(missing)} of {len(rows)}): {', '.join(missing)}. Their numbers (if any) are "
@@ -134,7 +167,7 @@ def plot_sweep(rows, curves, sweep: str, settings: dict, path: str) -> None:
 def report(out: str) -> str:
     plan, rows, curves = collect(out)
     results = os.path.join(out, "results")
-    table = markdown(plan, rows)
+    table = markdown(plan, rows, context_free_perplexity(out))
     atomic_write_text(os.path.join(results, "replication.md"), table)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
