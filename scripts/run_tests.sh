@@ -7,4 +7,5 @@ venv=${VENV:-$root/.venv}
 cd "$root"
 "$venv/bin/ruff" check --quiet .
 "$venv/bin/shellcheck" scripts/*.sh scripts/slurm/*
-exec "$venv/bin/python" -m pytest tests "$@"
+# two workers (TEST_WORKERS), each test file on one of them: its module fixtures are built once; -n 0: one process
+exec "$venv/bin/python" -m pytest tests -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
