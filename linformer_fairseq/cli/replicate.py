@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         stages.run("spectrum", f"Figure 1: attention spectrum of {standard}", [
             [sys.executable, "-m", "linformer_fairseq.cli.attention_spectrum",
              os.path.join(out, "runs", standard, "checkpoint_last.pt"), data, "--out", os.path.join(out, "results", "spectrum"),
-             "--sentences", str(preset["spectrum"]["sentences"]), "--max-length", str(preset["k_sweep"]["n"])]
+             "--sentences", str(preset["spectrum"]["sentences"])]  # T: the longest length that many blocks reach
             + (["--cpu"] if preset["device"] == "cpu" else [])])
         stages.run("report", "tables and figures", [
             [sys.executable, "-m", "linformer_fairseq.cli.replication_report", out]], always=True)
