@@ -77,10 +77,12 @@ def test_fast_mode_runs_every_stage_and_reports_the_runs_own_numbers(finished):
         assert float(row["ppl_ratio_to_roberta"]) == pytest.approx(float(row["valid_ppl"]) / float(roberta["valid_ppl"]), rel=1e-6)
     curves = list(csv.DictReader(open(out / "results" / "curves.csv")))
     assert {c["run"] for c in curves} == set(names) and {c["update"] for c in curves} >= {"3", "6"}
-    for figure in ("k_sweep.png", "n_sweep.png", "spectrum/spectrum.png"):
+    for figure in ("k_sweep.png", "n_sweep.png", "spectrum/roberta_n64/spectrum.png", "spectrum/roberta_n32/spectrum.png"):
         assert (out / "results" / figure).read_bytes().startswith(b"\x89PNG")
-    spectrum = json.loads((out / "results" / "spectrum" / "spectrum.json").read_text())
-    assert spectrum["checkpoint"] == str(out / "runs" / "roberta_n64" / "checkpoint_last.pt")  # standard attention
+    for name in ("roberta_n64", "roberta_n32"):  # every standard-attention run, none of the Linformer runs
+        spectrum = json.loads((out / "results" / "spectrum" / name / "spectrum.json").read_text())
+        assert spectrum["checkpoint"] == str(out / "runs" / name / "checkpoint_last.pt")
+    assert sorted(os.listdir(out / "results" / "spectrum")) == ["roberta_n32", "roberta_n64"]
     assert "| roberta_n64 | roberta | 64 |" in console  # the table is printed at the end
     reference = float(re.search(r"token frequencies is ([\d,.]+);", console)[1].replace(",", ""))
     assert 1 < reference < 1100  # a perplexity over a vocabulary of about 1,000 tokens

@@ -9,11 +9,11 @@ checkpoint when the command is run again):
   Figure 3 (a, b)   masked-LM pretraining at one n: Linformer at every k of the k sweep, and RoBERTa
   Figure 3 (c, d)   at one k: Linformer at every n of the n sweep, and RoBERTa at each n
                     (every run: the same size, seed, data and tokens per update)
-  Figure 1          the spectrum of the standard-attention model's attention matrices
-                    (linformer-attention-spectrum)
+  Figure 1          the spectrum of the attention matrices of every standard-attention run
+                    (linformer-attention-spectrum), OUT/results/spectrum/RUN/
   report            OUT/results/: replication.md (final validation perplexity per run, its ratio to
                     RoBERTa's at the same n, tokens/s, peak memory), curves.csv, k_sweep.png,
-                    n_sweep.png, spectrum/ (linformer-replication-report)
+                    n_sweep.png (linformer-replication-report)
 
 Presets are YAML files in configs/replication/ (cpu: this 2-core machine in about 3 hours; gpu:
 base models on one GPU; cluster: the paper's corpus and scale); ``--fast`` is the test suite's.
@@ -143,11 +143,13 @@ def main(argv=None) -> int:
         stages.run_parallel([Stage(run.name, f"{run.row}, {preset['max_update']} updates ({', '.join(run.sweeps)})",
                                    [pretrain_command(run, preset, data, out)], preset["max_update"]) for run in runs],
                             workers=preset["parallel_runs"])
-        stages.run("spectrum", f"Figure 1: attention spectrum of {standard}", [
+        # Figure 1 for every standard-attention run (k sweep's first): results/spectrum/RUN/
+        standards = sorted((run.name for run in runs if run.attention == "roberta"), key=lambda name: name != standard)
+        stages.run("spectrum", f"Figure 1: attention spectra of {', '.join(standards)}", [
             [sys.executable, "-m", "linformer_fairseq.cli.attention_spectrum",
-             os.path.join(out, "runs", standard, "checkpoint_last.pt"), data, "--out", os.path.join(out, "results", "spectrum"),
+             os.path.join(out, "runs", name, "checkpoint_last.pt"), data, "--out", os.path.join(out, "results", "spectrum", name),
              "--sentences", str(preset["spectrum"]["sentences"])]  # T: the longest length that many blocks reach
-            + (["--cpu"] if preset["device"] == "cpu" else [])])
+            + (["--cpu"] if preset["device"] == "cpu" else []) for name in standards])
         stages.run("report", "tables and figures", [
             [sys.executable, "-m", "linformer_fairseq.cli.replication_report", out]], always=True)
     except StageFailed as failure:
