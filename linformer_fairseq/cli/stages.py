@@ -9,12 +9,22 @@ resumes, and stops the pipeline.
 
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from .training_progress import Progress, run_logged, tail
+
+_CONSOLE = threading.Lock()
+
+
+def _say(line: str) -> None:
+    """One console line; parallel stages print whole lines (print writes the text and the newline apart)."""
+    with _CONSOLE:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class StageFailed(RuntimeError):
@@ -52,7 +62,7 @@ class Stages:
             number = self.number
         label = f"[{number}/{self.total}] {name}"
         if self.done(name) and not always:
-            print(f"{label}: done before, reused ({description})")
+            _say(f"{label}: done before, reused ({description})")
             return
         log = self.log_path(name)
         started = time.monotonic()
@@ -66,7 +76,7 @@ class Stages:
                                   f"After fixing the cause, resume (finished stages are kept) with: {self.resume}")
         if not always:
             open(os.path.join(self.out, ".done", name), "w").close()
-        print(f"{label}: finished in {time.monotonic() - started:.0f} s ({description}; log: {log})")
+        _say(f"{label}: finished in {time.monotonic() - started:.0f} s ({description}; log: {log})")
 
     def run_parallel(self, stages: Sequence[Stage], workers: int) -> None:
         """Run independent stages, ``workers`` at a time; the first failure is raised once all have ended."""
