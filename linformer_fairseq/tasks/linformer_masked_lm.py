@@ -16,6 +16,13 @@ Data loading, blocking and masking are fairseq's (``MaskedLMTask``, ``MaskTokens
   the preparation setting and the training flag;
 * ``tokens_per_update``: the batch as tokens per optimizer update, which the launcher turns into
   sequences per update and ``update_freq`` at any n (fairseq itself does not read it);
+* ``SPLIT_mask_only`` validation subsets (``--valid-subset valid,valid_mask_only``, set by the
+  recipes): SPLIT's blocks with every selected token replaced by ``<mask>`` (no 80/10/10) and the
+  positions drawn with a fixed seed (``--mask-only-seed``, not the training seed), so every run at
+  one n is scored on the same positions. Its ``ppl`` is the perplexity at ``<mask>``, the number
+  that shows a model uses its context; the training data and loss are untouched;
+* ``context_free_tables``: the training set's token counts and the masking probabilities, from
+  which the criterion logs the context-free floors in validation (``criterions/context_free_floors``);
 * the default criterion is ``masked_lm_with_accuracy`` (fairseq's loss plus masked-token
   accuracy): it replaces fairseq's global default ``cross_entropy``, which does not fit MLM (it
   projects every token and divides by all tokens), when no other criterion is given.
@@ -35,6 +42,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import DictConfig, OmegaConf
 
+from ..criterions.context_free_floors import replacement_probs, token_counts, unigram_log_probs
 from ..dictionaries import check_shard_dictionaries
 
 logger = logging.getLogger(__name__)
@@ -42,6 +50,7 @@ logger = logging.getLogger(__name__)
 WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a new whitespace-separated word
 DEFAULT_CRITERION = "masked_lm_with_accuracy"
 MAX_DROPPED_BLOCKS = 0.01  # the share of over-long blocks a split may lose before the task stops
+MASK_ONLY = "_mask_only"  # suffix of the validation subsets masked with <mask> only
 
 
 @dataclass
@@ -56,6 +65,11 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
         metadata={"help": "tokens per optimizer update (sequences per update x tokens_per_sample); "
                   "scripts/pretrain.sh derives sequences per update and update_freq from it, the same at "
                   "every n. fairseq itself does not read it"},
+    )
+    mask_only_seed: int = field(
+        default=1,
+        metadata={"help": f"the masking seed of SPLIT{MASK_ONLY} validation subsets (every selected token "
+                  "<mask>); fixed, unlike --seed, so that runs with different seeds are scored on the same positions"},
     )
 
 
@@ -91,6 +105,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
     def __init__(self, cfg: LinformerMaskedLMConfig, dictionary=None):
         super().__init__(cfg, dictionary)
         self._word_starts = None
+        self._context_free_tables = None
 
     @classmethod
     def load_dict(cls, cfg):
@@ -113,17 +128,18 @@ class LinformerMaskedLMTask(MaskedLMTask):
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         # As MaskedLMTask.load_dataset, with the word starts taken from the dictionary: fairseq's
         # builds them from --bpe, which the task config does not carry.
-        dataset = self._load_dataset_split(split, epoch, combine)
+        mask_only = split.endswith(MASK_ONLY) and split != MASK_ONLY
+        dataset = self._load_dataset_split(split[: -len(MASK_ONLY)] if mask_only else split, epoch, combine)
         self.check_block_sizes(split, dataset.sizes, epoch)
         src_dataset, tgt_dataset = MaskTokensDataset.apply_mask(
             dataset,
             self.source_dictionary,
             pad_idx=self.source_dictionary.pad(),
             mask_idx=self.mask_idx,
-            seed=self.cfg.seed,
+            seed=self.cfg.mask_only_seed if mask_only else self.cfg.seed,
             mask_prob=self.cfg.mask_prob,
-            leave_unmasked_prob=self.cfg.leave_unmasked_prob,
-            random_token_prob=self.cfg.random_token_prob,
+            leave_unmasked_prob=0.0 if mask_only else self.cfg.leave_unmasked_prob,
+            random_token_prob=0.0 if mask_only else self.cfg.random_token_prob,
             freq_weighted_replacement=self.cfg.freq_weighted_replacement,
             mask_whole_words=self.word_starts if self.cfg.mask_whole_words else None,
             mask_multiple_length=self.cfg.mask_multiple_length,
@@ -138,6 +154,28 @@ class LinformerMaskedLMTask(MaskedLMTask):
             target_dataset = RightPadDataset(tgt_dataset, pad_idx=self.source_dictionary.pad())
             dataset = self._regular_dataset(src_dataset, target_dataset)
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
+
+    def context_free_tables(self) -> dict:
+        """The arguments of ``context_free_floors.floor_log_probs`` for this data and masking: log u from
+        the first shard's training split (its tokens, plus one ``<s>`` per block of --tokens-per-sample)."""
+        if self._context_free_tables is None:
+            dictionary = self.source_dictionary
+            shard = utils.split_paths(self.cfg.data)[0]
+            tokens = data_utils.load_indexed_dataset(os.path.join(shard, "train"), dictionary)
+            if tokens is None:
+                raise FileNotFoundError(f"no train split in {shard}: the context-free floors need its token counts")
+            buffer = getattr(tokens, "_bin_buffer", None)
+            if buffer is not None:  # fairseq's mmap format: every token at once
+                counts = token_counts(np.frombuffer(buffer, dtype=tokens._index.dtype), len(dictionary))
+            else:
+                counts = sum(token_counts(tokens[i].numpy(), len(dictionary)) for i in range(len(tokens)))
+            blocks = self._load_dataset_split("train", 1, False)
+            counts[dictionary.bos()] += len(blocks)
+            self._context_free_tables = {
+                "log_u": unigram_log_probs(counts), "mask_idx": self.mask_idx,
+                "r": replacement_probs(dictionary, self.cfg.freq_weighted_replacement),
+                "p_keep": self.cfg.leave_unmasked_prob, "p_rand": self.cfg.random_token_prob}
+        return self._context_free_tables
 
     def check_block_sizes(self, split, sizes, epoch=1):
         """Stop when more than 1% of the blocks are longer than --tokens-per-sample (fairseq drops them)."""
