@@ -7,6 +7,7 @@ floor on fairseq's 80/10/10 validation, and adding the subset leaves training un
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -131,3 +132,25 @@ def test_unigram_model_scores_the_unigram_floor_at_mask_and_copy_model_the_copy_
     values = validate(task, "valid", ContextFreeModel(table.log()))
     assert math.isclose(values["ppl"], values["copy_floor_ppl"], rel_tol=1e-4)
     assert values["copy_floor_ppl"] < values["unigram_floor_ppl"]  # copying beats frequencies under 80/10/10
+
+
+@pytest.mark.slow
+def test_mask_only_validation_changes_neither_the_data_order_nor_the_training_loss(mlm_data, tmp_path):
+    """fairseq-train with and without the extra subset, validating every 2 updates: identical training."""
+    from tests.cli_runner import run, train_losses
+    from tests.model_factory import PLUGIN_DIR
+
+    common = [mlm_data, "--user-dir", PLUGIN_DIR, "--task", "linformer_masked_lm", "--arch", "linformer_roberta_tiny",
+              "--compressed-dim", 8, "--tokens-per-sample", 32, "--batch-size", 8, "--optimizer", "adam", "--lr", "3e-3",
+              "--lr-scheduler", "fixed", "--cpu", "--log-interval", 1, "--no-save", "--num-workers", 0, "--seed", 1,
+              "--max-update", 8, "--validate-interval-updates", 2]
+    plain = run("fairseq-train", *common, "--valid-subset", "valid", "--save-dir", tmp_path / "plain")
+    both = run("fairseq-train", *common, "--valid-subset", "valid,valid_mask_only", "--save-dir", tmp_path / "both")
+    mask_only = [line for line in both.splitlines() if "valid_mask_only | " in line]
+    assert len(mask_only) == 4 and all("unigram_floor_ppl" in line and " ppl " in line for line in mask_only)
+    assert train_losses(plain) == train_losses(both) and len(train_losses(plain)) == 8
+
+    def valid_losses(log):
+        return re.findall(r"valid on 'valid' subset \| loss ([0-9.]+) .*?\| ppl ([0-9.]+)", log)
+    assert valid_losses(plain) == valid_losses(both) and len(valid_losses(plain)) == 4
+    assert "copy_floor_ppl" in both and not any("floor" in line for line in both.splitlines() if "train_inner" in line)
