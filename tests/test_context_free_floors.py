@@ -154,3 +154,17 @@ def test_mask_only_validation_changes_neither_the_data_order_nor_the_training_lo
         return re.findall(r"valid on 'valid' subset \| loss ([0-9.]+) .*?\| ppl ([0-9.]+)", log)
     assert valid_losses(plain) == valid_losses(both) and len(valid_losses(plain)) == 4
     assert "copy_floor_ppl" in both and not any("floor" in line for line in both.splitlines() if "train_inner" in line)
+
+
+def test_validation_masks_at_its_own_rate_so_recipes_with_other_rates_are_scored_alike(mlm_data):
+    def selected_share(task, split):
+        task.load_dataset(split)
+        dataset = task.dataset(split)
+        targets = [dataset[i]["target"] for i in range(len(dataset))]
+        return sum(int(t.ne(task.source_dictionary.pad()).sum()) for t in targets) / sum(len(t) for t in targets)
+
+    task = LinformerMaskedLMTask.setup_task(LinformerMaskedLMConfig(data=mlm_data, tokens_per_sample=32, mask_prob=0.4,
+                                                                    valid_mask_prob=0.15))
+    assert abs(selected_share(task, "train") - 0.4) < 0.03
+    assert abs(selected_share(task, "valid") - 0.15) < 0.03
+    assert abs(selected_share(task, "valid_mask_only") - 0.15) < 0.03

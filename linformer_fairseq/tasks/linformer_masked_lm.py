@@ -66,6 +66,11 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
                   "scripts/pretrain.sh derives sequences per update and update_freq from it, the same at "
                   "every n. fairseq itself does not read it"},
     )
+    valid_mask_prob: Optional[float] = field(
+        default=None,
+        metadata={"help": "the masking rate of validation and test splits (default: --mask-prob). Set it "
+                  "to 0.15 to score a run trained with another --mask-prob on RoBERTa's metric"},
+    )
     mask_only_seed: int = field(
         default=1,
         metadata={"help": f"the masking seed of SPLIT{MASK_ONLY} validation subsets (every selected token "
@@ -129,6 +134,8 @@ class LinformerMaskedLMTask(MaskedLMTask):
         # As MaskedLMTask.load_dataset, with the word starts taken from the dictionary: fairseq's
         # builds them from --bpe, which the task config does not carry.
         mask_only = split.endswith(MASK_ONLY) and split != MASK_ONLY
+        evaluation = split.startswith(("valid", "test"))
+        mask_prob = self.cfg.valid_mask_prob if evaluation and self.cfg.valid_mask_prob is not None else self.cfg.mask_prob
         dataset = self._load_dataset_split(split[: -len(MASK_ONLY)] if mask_only else split, epoch, combine)
         self.check_block_sizes(split, dataset.sizes, epoch)
         src_dataset, tgt_dataset = MaskTokensDataset.apply_mask(
@@ -137,7 +144,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
             pad_idx=self.source_dictionary.pad(),
             mask_idx=self.mask_idx,
             seed=self.cfg.mask_only_seed if mask_only else self.cfg.seed,
-            mask_prob=self.cfg.mask_prob,
+            mask_prob=mask_prob,
             leave_unmasked_prob=0.0 if mask_only else self.cfg.leave_unmasked_prob,
             random_token_prob=0.0 if mask_only else self.cfg.random_token_prob,
             freq_weighted_replacement=self.cfg.freq_weighted_replacement,
