@@ -163,7 +163,7 @@ def test_validation_masks_at_its_own_rate_so_recipes_with_other_rates_are_scored
         targets = [dataset[i]["target"] for i in range(len(dataset))]
         return sum(int(t.ne(task.source_dictionary.pad()).sum()) for t in targets) / sum(len(t) for t in targets)
 
-    task = LinformerMaskedLMTask.setup_task(LinformerMaskedLMConfig(data=mlm_data, tokens_per_sample=32, mask_prob=0.4,
+    task = LinformerMaskedLMTask.setup_task(LinformerMaskedLMConfig(data=mlm_data, seed=1, tokens_per_sample=32, mask_prob=0.4,
                                                                     valid_mask_prob=0.15))
     assert abs(selected_share(task, "train") - 0.4) < 0.03
     assert abs(selected_share(task, "valid") - 0.15) < 0.03
