@@ -202,8 +202,8 @@ def write_model_card(path: Path, *, checkpoint: str, state: dict, config, data_d
             source = settings.get("hub_dataset") or (spec.hub_dataset if spec and not settings.get("source") else settings.get("source"))
             splits = ", ".join(f"{split} {count:,}" for split, count in (meta.get("splits") or {}).items())
             lines.append(f"- fine-tuning data: {TASK_TITLES.get(task, task)} from `{source}`: {splits} examples "
-                         f"(`linformer-prepare-finetune`; texts cut to {meta.get('max_tokens')} tokens, "
-                         f"{sum((meta.get('truncated_rows') or {}).values())} were)")
+                         f"(`linformer-prepare-finetune`; texts longer than {meta.get('max_tokens')} tokens cut: "
+                         f"{sum((meta.get('truncated_rows') or {}).values())} examples)")
         else:
             lines.append(f"- fine-tuning data: not recorded (no meta.json in {data_dir})")
         if run is not None:
