@@ -24,6 +24,10 @@ setup(
         'fairseq==0.12.2; python_version < "3.11"',
         've-fairseq==0.12.3; python_version >= "3.11" and python_version < "3.13"',
         'fairseq-fixed==0.12.3.1; python_version >= "3.13"',
+        # fairseq also pulls in torchaudio, which nothing here uses and which PyPI does not build for
+        # torch 2.13 (the one pip resolves fails to load, and transformers imports it whenever it is
+        # installed). A requirement cannot remove another package's dependency, so the install
+        # removes it afterwards: scripts/setup_env.sh runs `pip uninstall --yes torchaudio`.
         "sentencepiece>=0.1.99",
         "datasets>=2.14",
         "tensorboard>=2.10",

@@ -8,6 +8,9 @@ the GLUE TSV's label string, or the aclImdb folder name. The orders follow the h
 * qnli: 0 entailment, 1 not_entailment (the TSV spells them out; the hub uses 0/1)
 * qqp:  0 not duplicate, 1 duplicate
 * imdb: 0 negative (aclImdb ``neg/``), 1 positive (``pos/``)
+
+``label_names`` are what the labels mean, in the same order, for people and for exported models
+(``id2label``): the data keeps the source's labels (the GLUE TSVs write ``0``/``1``).
 """
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -27,6 +30,11 @@ class TaskSpec:
     tsv_text_columns: Tuple[str, ...] = ()
     tsv_label_column: str = ""
     html_line_breaks: bool = False  # IMDB reviews contain "<br />"
+    label_names: Tuple[str, ...] = ()  # what each of ``labels`` means, same order
+
+    def __post_init__(self):
+        if len(self.label_names) != len(self.labels):
+            raise ValueError(f"task {self.name}: {len(self.label_names)} label names for {len(self.labels)} labels")
 
     @property
     def is_pair(self) -> bool:
@@ -44,19 +52,22 @@ TASKS: Dict[str, TaskSpec] = {
     "sst2": TaskSpec(
         "sst2", ("0", "1"), "nyu-mll/glue:sst2", ("sentence",), "label", _GLUE_SPLITS,
         glue_dir="SST-2", tsv_text_columns=("sentence",), tsv_label_column="label",
+        label_names=("negative", "positive"),
     ),
     "qnli": TaskSpec(
         "qnli", ("entailment", "not_entailment"), "nyu-mll/glue:qnli", ("question", "sentence"), "label", _GLUE_SPLITS,
         glue_dir="QNLI", tsv_text_columns=("question", "sentence"), tsv_label_column="label",
+        label_names=("entailment", "not_entailment"),
     ),
     "qqp": TaskSpec(
         "qqp", ("0", "1"), "nyu-mll/glue:qqp", ("question1", "question2"), "label", _GLUE_SPLITS,
         glue_dir="QQP", tsv_text_columns=("question1", "question2"), tsv_label_column="is_duplicate",
+        label_names=("not_duplicate", "duplicate"),
     ),
     # IMDB has no dev split: finetune_data carves one out of train; its test split stays the test set.
     "imdb": TaskSpec(
         "imdb", ("0", "1"), "stanfordnlp/imdb", ("text",), "label", {"train": "train", "test": "test"},
-        html_line_breaks=True,
+        html_line_breaks=True, label_names=("negative", "positive"),
     ),
 }
 

@@ -4,7 +4,8 @@ activation checkpointing) with fairseq-train, fine-tune it on the SST-2 sample w
 (``LinformerModel.from_pretrained``: ``fill_mask``, ``register_classification_head``, ``predict``,
 ``extract_features(return_all_hiddens=True)``), export the fine-tuned one with
 ``linformer-export-hf`` and predict with ``linformer-hf-predict``: the same label and probability
-as fairseq."""
+as fairseq; the export's model card reports the run's own records (run.json, eval_valid.json,
+meta.json)."""
 
 import json
 import os
@@ -79,11 +80,29 @@ def test_fine_tuned_checkpoint_through_hub_export_and_transformers(runs, text_da
                               capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert exported.returncode == 0, exported.stderr[-4000:]
     summary = json.loads(exported.stdout)
-    assert summary["labels"] == {"0": "0", "1": "1"} and max(summary["max_abs_diff"].values()) <= 1e-5
+    assert summary["labels"] == {"0": "negative", "1": "positive"} and max(summary["max_abs_diff"].values()) <= 1e-5
     predicted = subprocess.run([os.path.join(BIN, "linformer-hf-predict"), str(out), text], capture_output=True,
                                text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert predicted.returncode == 0, predicted.stderr[-4000:]
     (result,) = json.loads(predicted.stdout)
     label = int(probabilities.argmax())
-    assert result["label"] == hub.task.label_dictionary[label + hub.task.label_dictionary.nspecial]
+    assert result["label"] == ("negative", "positive")[int(hub.task.label_dictionary[label + hub.task.label_dictionary.nspecial])]
     assert abs(result["score"] - probabilities[label].item()) <= 1e-5
+
+    # the model card: the run's records, not defaults
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    run_record = json.load(open(checkpoints.parent / "run.json"))
+    evaluation = json.load(open(checkpoints.parent / "eval_valid.json"))
+    meta = json.load(open(text_data["sst2"] / "meta.json"))
+    assert card.data.license == "mit" and card.data.language == ["en"] and card.data.pipeline_tag == "text-classification"
+    assert card.data.datasets == ["nyu-mll/glue"]
+    (result,) = card.data.eval_results
+    assert (result.metric_type, result.dataset_split, result.dataset_config) == ("accuracy", "validation", "sst2")
+    assert result.metric_value == round(evaluation["accuracy"], 4) == round(run_record["valid_accuracy"], 4)
+    for fact in (f"fine-tuned from `{run_record['pretrained_checkpoint']}`", f"seed {run_record['seed']}",
+                 f"{evaluation['num_updates']} updates", f"{evaluation['correct']} / {evaluation['total']}",
+                 f"train {meta['splits']['train']:,}, valid {meta['splits']['valid']:,} examples",
+                 "0 = `negative`, 1 = `positive`", "k = 16", "layerwise"):
+        assert fact in card.text, fact

@@ -4,14 +4,15 @@
 
 OUT_DIR then loads with ``transformers`` (``trust_remote_code=True``: the model's code is in OUT_DIR):
 
-    AutoTokenizer.from_pretrained(OUT_DIR, trust_remote_code=True)
-    AutoModelForMaskedLM.from_pretrained(OUT_DIR, trust_remote_code=True)
+    AutoTokenizer.from_pretrained(OUT_DIR, trust_remote_code=True)  # fast (tokenizer.json)
+    AutoModelForMaskedLM.from_pretrained(OUT_DIR, trust_remote_code=True)  # pretrained checkpoints
     AutoModelForSequenceClassification.from_pretrained(OUT_DIR, trust_remote_code=True)  # fine-tuned checkpoints
 
-The dictionary (and, for fine-tuned checkpoints, the label names) come from the data the checkpoint
-was trained on (the data directory it names; --data when it has moved), the SentencePiece model
-from beside that data, the fine-tuning data's meta.json, or --sentencepiece. Before OUT_DIR is
-written, the export is loaded with transformers and compared with fairseq on a padded batch
+The dictionary (and, for fine-tuned checkpoints, the labels, named as the task names them) come
+from the data the checkpoint was trained on (the data directory it names; --data when it has
+moved), the SentencePiece model from beside that data, the fine-tuning data's meta.json, or
+--sentencepiece. OUT_DIR/README.md is the model card, filled from the run's records. Before OUT_DIR
+is written, the export is loaded with transformers and compared with fairseq on a padded batch
 (token ids equal, outputs within 1e-4; --no-verify skips this). A checkpoint whose options the
 export cannot carry exactly is refused with the reason (docs/export.md lists them).
 """

@@ -19,9 +19,12 @@ def main(argv=None) -> int:
     parser.add_argument("text")
     parser.add_argument("text_pair", nargs="?", help="the second text of a pair task (QNLI, QQP)")
     args = parser.parse_args(argv)
-    from linformer_fairseq.hf_export.environment import hide_broken_torchaudio
+    from linformer_fairseq.hf_export.environment import torchaudio_problem
 
-    hide_broken_torchaudio()
+    problem = torchaudio_problem()
+    if problem is not None:
+        print(f"linformer-hf-predict: {problem}", file=sys.stderr)
+        return 1
     from transformers import AutoConfig, pipeline
 
     config = AutoConfig.from_pretrained(args.model_dir, trust_remote_code=True)

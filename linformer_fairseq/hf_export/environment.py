@@ -1,33 +1,29 @@
-"""transformers beside fairseq's torchaudio.
+"""Whether transformers can be imported here: a torchaudio that cannot be loaded breaks it.
 
-fairseq declares torchaudio, and the torchaudio pip resolves for it can be built for another torch
-(e.g. torchaudio 2.11, which needs CUDA libraries, beside torch 2.13+cpu): installed but not
-importable. transformers sees it installed and imports it when its pipelines load
-(``transformers.audio_utils``), so ``pipeline("fill-mask")`` fails on text models that never
-touch audio. Call :func:`hide_broken_torchaudio` before using transformers: if torchaudio cannot be
-imported, transformers is told it is not installed; a working torchaudio is left alone.
+transformers imports torchaudio whenever it is installed (its pipelines and layers load
+``transformers.audio_utils``), so a torchaudio built for another torch makes ``pipeline(...)`` and
+the exported model's code fail with an ``OSError`` that never names the cause. fairseq declares
+torchaudio and pip resolves one that does not load beside torch 2.13; ``scripts/setup_env.sh``
+therefore uninstalls it. This module only says so, in one line, when it finds one anyway (a venv
+set up by hand); it does not change transformers.
 """
 
-import functools
 
-
-@functools.cache
-def hide_broken_torchaudio() -> bool:
-    """True if torchaudio is installed but broken and was hidden from transformers."""
+def torchaudio_problem() -> str | None:
+    """None if transformers can be imported beside the installed torchaudio (or there is none);
+    else one line saying what is wrong and what to do."""
     import importlib.util
 
-    if importlib.util.find_spec("torchaudio") is None:
-        return False
+    spec = importlib.util.find_spec("torchaudio")
+    if spec is None:
+        return None
     try:
         import torchaudio  # noqa: F401
-    except (ImportError, OSError):
-        import transformers.utils
-        import transformers.utils.import_utils
+    except (ImportError, OSError) as error:
+        import torch
 
-        def unavailable() -> bool:
-            return False
-
-        transformers.utils.is_torchaudio_available = unavailable
-        transformers.utils.import_utils.is_torchaudio_available = unavailable
-        return True
-    return False
+        location = spec.submodule_search_locations[0] if spec.submodule_search_locations else spec.origin
+        return (f"torchaudio at {location} cannot be loaded beside torch {torch.__version__} ({error}); transformers "
+                "imports it whenever it is installed: run `pip uninstall torchaudio` (nothing here uses it; "
+                "scripts/setup_env.sh removes it)")
+    return None

@@ -1,7 +1,9 @@
 """Write a fairseq Linformer RoBERTa checkpoint as a ``transformers`` model directory.
 
-OUT_DIR gets ``config.json`` (with ``auto_map``), ``model.safetensors`` (float32), the tokenizer
-(``spm.model``, fairseq's ``dict.txt``, ``tokenizer_config.json`` with ``auto_map``) and the code:
+OUT_DIR gets ``config.json`` (with ``auto_map``), ``model.safetensors`` (float32: exactly the
+weights of the exported class, the classifier's or the masked LM's), the tokenizer (``spm.model``,
+fairseq's ``dict.txt``, ``tokenizer.json`` converted from them, ``tokenizer_config.json`` with
+``auto_map``), a model card (``README.md``, from the run's records) and the code:
 ``configuration_linformer.py``, ``modeling_linformer.py``, ``tokenization_linformer.py`` (from
 ``remote/``) and the attention modules of ``linformer_fairseq/modules`` copied verbatim. The
 directory is built under a temporary name and appears complete or not at all; before it is moved
@@ -20,7 +22,9 @@ from pathlib import Path
 import torch
 
 from ..atomic_files import atomic_directory, atomic_write_json
-from .environment import hide_broken_torchaudio
+from .environment import torchaudio_problem
+from .fast_tokenizer import ConversionError, build_fast_tokenizer
+from .model_card import write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,8 @@ AUTO_MAP = {
     "AutoModelForMaskedLM": "modeling_linformer.LinformerForMaskedLM",
     "AutoModelForSequenceClassification": "modeling_linformer.LinformerForSequenceClassification",
 }
-TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_linformer.LinformerTokenizer", None]}
+TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_linformer.LinformerTokenizer",
+                                        "tokenization_linformer.LinformerTokenizerFast"]}
 ACTIVATIONS = ("relu", "relu_squared", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear", "swish")
 VERIFY_TOLERANCE = 1e-4  # float32, same operations: differences are ~1e-6
 VERIFY_SENTENCES = (
@@ -58,6 +63,12 @@ class ExportError(Exception):
 def load_fairseq(checkpoint: str, data: str | None = None):
     """The checkpoint's model (eval mode, float32) and task, its data directory loaded for the
     dictionaries (``data`` overrides the one the checkpoint names)."""
+    model, task, data_dir, _ = _load_checkpoint(checkpoint, data)
+    return model, task, data_dir
+
+
+def _load_checkpoint(checkpoint: str, data: str | None):
+    """``load_fairseq``'s model, task and data directory, and the checkpoint's state (its cfg and history)."""
     from fairseq import checkpoint_utils
 
     import linformer_fairseq  # noqa: F401  (registers the model with fairseq)
@@ -80,7 +91,7 @@ def load_fairseq(checkpoint: str, data: str | None = None):
 
         overwrite_args_by_name(cfg, {"data": data})
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], state=state)
-    return models[0].float().eval(), task, first_shard
+    return models[0].float().eval(), task, first_shard, state
 
 
 def _arg(args, name, default=None):
@@ -135,15 +146,15 @@ def config_values(model, head_name: str | None) -> dict:
         intermediate_size=args.encoder_ffn_embed_dim,
         hidden_act=args.activation_fn,
         pooler_act=args.pooler_activation_fn,
-        hidden_dropout=float(_arg(args, "dropout", 0.1)),
-        attention_dropout=float(_arg(args, "attention_dropout", 0.0)),
+        hidden_dropout_prob=float(_arg(args, "dropout", 0.1)),
+        attention_probs_dropout_prob=float(_arg(args, "attention_dropout", 0.0)),
         activation_dropout=float(_arg(args, "activation_dropout", 0.0)),
         classifier_dropout=float(_arg(args, "pooler_dropout", 0.0)),
-        max_positions=args.max_positions,
+        max_position_embeddings=args.max_positions,
         layer_norm_eps=eps.pop() if eps else 1e-5,
         layernorm_embedding=encoder.layernorm_embedding is not None,
         scale_embedding=encoder.embed_scale != 1.0,
-        tie_lm_head=model.encoder.lm_head.weight is encoder.embed_tokens.weight,
+        tie_word_embeddings=model.encoder.lm_head.weight is encoder.embed_tokens.weight,
         attention_variant=variant,
         projection=_arg(args, "projection", "linear"),
         compressed_dims=[int(layer.compressed_dim) for layer in layers] if variant == "linformer" else [0] * len(layers),
@@ -172,7 +183,8 @@ def choose_head(model, task, head: str | None) -> str | None:
 
 def label_names(model, task, head: str, data_dir: str) -> dict:
     """id2label of the head: class i is the label dictionary's symbol i + nspecial (as fairseq's
-    sentence-prediction task reads it), checked against the data's meta.json."""
+    sentence-prediction task reads it), checked against the data's meta.json, and named as the
+    task meta.json records names its labels (``finetune_tasks``: SST-2's "1" is "positive")."""
     num_classes = model.classification_heads[head].out_proj.out_features
     labels = getattr(task, "label_dictionary", None)
     if labels is None:  # a regression target, or a head registered outside a sentence-prediction task
@@ -181,31 +193,67 @@ def label_names(model, task, head: str, data_dir: str) -> dict:
     if len(names) != num_classes:
         raise ExportError(f"the head predicts {num_classes} classes but the label dictionary of {data_dir} has "
                           f"{len(names)}: --data is not the fine-tuning data of this checkpoint")
-    meta = os.path.join(data_dir, "meta.json")
-    if os.path.isfile(meta):
-        with open(meta, encoding="utf-8") as f:
-            listed = json.load(f).get("labels")
+    meta_path = os.path.join(data_dir, "meta.json")
+    meta = {}
+    if os.path.isfile(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        listed = meta.get("labels")
         if listed is not None and list(map(str, listed)) != names:
-            raise ExportError(f"{meta} lists the labels {listed} but the label dictionary gives {names}")
-    return dict(enumerate(names))
+            raise ExportError(f"{meta_path} lists the labels {listed} but the label dictionary gives {names}")
+    return dict(enumerate(readable_labels(meta.get("task"), names)))
 
 
-def hf_state_dict(model, head: str | None, tie_lm_head: bool) -> dict:
-    """fairseq's parameter names mapped to the exported model's; float32, no shared storage
-    (safetensors stores each name; the layerwise-shared projection is stored under each of its names
-    and loads into the one shared parameter)."""
+def readable_labels(task_name: str | None, labels: list[str]) -> list[str]:
+    """The names the fine-tuning task gives its labels (as written in the data: "0", "1", ...);
+    labels of an unknown task keep their own."""
+    from linformer_data_prep.finetune_tasks import TASKS
+
+    spec = TASKS.get(task_name) if task_name else None
+    if spec is None:
+        return list(labels)
+    named = dict(zip(spec.labels, spec.label_names))
+    return [named.get(label, label) for label in labels]
+
+
+def hf_state_dict(model, head: str | None, tie_word_embeddings: bool) -> dict:
+    """The weights of the exported class under its names: the encoder and the classification
+    ``head``, or (no head) the encoder and the LM head, whose output projection is not stored when
+    it is the token embedding (transformers ties it, as ``save_pretrained`` leaves it out). float32,
+    no shared storage (safetensors stores each name; the layerwise-shared projection is stored under
+    each of its names and loads into the one shared parameter)."""
     renamed = {}
-    prefixes = [("encoder.sentence_encoder.", "linformer."), ("encoder.lm_head.", "lm_head.")]
+    prefixes = [("encoder.sentence_encoder.", "linformer.")]
     if head is not None:
         prefixes.append((f"classification_heads.{head}.", "classifier."))
+    else:
+        prefixes += [("encoder.lm_head.weight", "lm_head.decoder.weight"), ("encoder.lm_head.bias", "lm_head.decoder.bias"),
+                     ("encoder.lm_head.", "lm_head.")]
     for name, tensor in model.state_dict().items():
-        if name.endswith((".version", "._float_tensor")) or (tie_lm_head and name == "encoder.lm_head.weight"):
+        if name.endswith((".version", "._float_tensor")) or (tie_word_embeddings and name == "encoder.lm_head.weight"):
             continue
         for old, new in prefixes:
             if name.startswith(old):
                 renamed[new + name[len(old):]] = tensor.detach().to(torch.float32).clone().contiguous()
                 break
     return renamed
+
+
+def exported_parameters(model, head: str | None) -> int:
+    """Parameters of the exported class (each shared one once): the encoder and the head."""
+    kept = ("encoder.sentence_encoder.", f"classification_heads.{head}." if head is not None else "encoder.lm_head.")
+    return sum(p.numel() for name, p in model.named_parameters() if name.startswith(kept))
+
+
+def save_weights(weights: dict, path: Path) -> None:
+    """``model.safetensors`` as ``save_pretrained`` leaves it: readable as the umask allows
+    (safetensors itself creates the file 0600)."""
+    from safetensors.torch import save_file
+
+    save_file(weights, str(path), metadata={"format": "pt"})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,16 +307,17 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
            head: str | None = None, verify: bool = True) -> dict:
     """Export ``checkpoint`` to ``out_dir``; returns a summary (and, with ``verify``, the largest
     differences from fairseq)."""
-    from safetensors.torch import save_file
-
     from ..models.linformer_roberta import find_tokenizer
 
+    problem = torchaudio_problem()
+    if problem is not None:
+        raise ExportError(problem)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         previous = out / "config.json"
         if not previous.is_file() or json.loads(previous.read_text(encoding="utf-8")).get("model_type") != MODEL_TYPE:
             raise ExportError(f"{out} exists and is not an earlier export; choose another OUT_DIR")
-    model, task, data_dir = load_fairseq(checkpoint, data)
+    model, task, data_dir, state = _load_checkpoint(checkpoint, data)
     head = choose_head(model, task, head)
     values = config_values(model, head)
     dictionary = task.source_dictionary
@@ -285,6 +334,10 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
         raise ExportError(f"no SentencePiece model (spm.model) found for {data_dir}: pass --sentencepiece PATH (the "
                           "pretraining corpus's OUT/spm.model; checkpoints on GPT-2 BPE data are not exported)")
     check_sentencepiece_matches(spm_path, dictionary)
+    try:
+        fast_tokenizer = build_fast_tokenizer(spm_path, [dictionary[i] for i in range(len(dictionary))])
+    except ConversionError as error:
+        raise ExportError(str(error)) from None
 
     architectures = ["LinformerForMaskedLM"]
     if head is not None:
@@ -294,7 +347,7 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
     config = _load_remote("configuration_linformer").LinformerConfig(**values)
     config.architectures = architectures
     config.auto_map = dict(AUTO_MAP)
-    weights = hf_state_dict(model, head, values["tie_lm_head"])
+    weights = hf_state_dict(model, head, values["tie_word_embeddings"])
 
     with atomic_directory(out) as temp:
         for name in ATTENTION_FILES:
@@ -302,52 +355,63 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
         for name in REMOTE_FILES:
             shutil.copyfile(REMOTE_DIR / name, temp / name)
         config.save_pretrained(temp)
-        save_file(weights, str(temp / "model.safetensors"), metadata={"format": "pt"})
-        write_dictionary(dictionary, temp / "dict.txt")
-        shutil.copyfile(spm_path, temp / "spm.model")
-        tokenizer = _load_remote("tokenization_linformer").LinformerTokenizer(
-            vocab_file=str(temp / "dict.txt"), sentencepiece_model_file=str(temp / "spm.model"),
-            model_max_length=values["max_positions"])
-        tokenizer.save_pretrained(temp)
-        tokenizer_config = json.loads((temp / "tokenizer_config.json").read_text(encoding="utf-8"))
-        tokenizer_config.update(auto_map=TOKENIZER_AUTO_MAP, tokenizer_class="LinformerTokenizer")
-        atomic_write_json(temp / "tokenizer_config.json", tokenizer_config)
+        save_weights(weights, temp / "model.safetensors")
+        write_tokenizers(dictionary, spm_path, fast_tokenizer, values["max_position_embeddings"], temp)
         summary = {"checkpoint": os.path.abspath(checkpoint), "out_dir": str(out.resolve()),
                    "architectures": architectures, "head": head, "labels": values.get("id2label"),
                    "sentencepiece_model": os.path.abspath(spm_path), "data": os.path.abspath(data_dir)}
+        write_model_card(temp / "README.md", checkpoint=checkpoint, state=state, config=config, data_dir=data_dir,
+                         name=out.name, parameters=exported_parameters(model, head))
         if verify:
             summary["max_abs_diff"] = verify_export(model, dictionary, spm_path, temp, head)
     return summary
 
 
+def write_tokenizers(dictionary, spm_path: str, fast_tokenizer, max_length: int, directory: Path) -> None:
+    """The slow tokenizer's files (``dict.txt``, ``spm.model``), the fast one's ``tokenizer.json``
+    and one ``tokenizer_config.json`` whose ``auto_map`` offers both (AutoTokenizer takes the fast)."""
+    remote = _load_remote("tokenization_linformer")
+    write_dictionary(dictionary, directory / "dict.txt")
+    shutil.copyfile(spm_path, directory / "spm.model")
+    files = dict(vocab_file=str(directory / "dict.txt"), sentencepiece_model_file=str(directory / "spm.model"))
+    remote.LinformerTokenizerFast(tokenizer_object=fast_tokenizer, model_max_length=max_length, **files,
+                                  **remote.SPECIAL_TOKENS).save_pretrained(directory)
+    tokenizer_config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for name in ("vocab_file", "sentencepiece_model_file"):
+        tokenizer_config.pop(name, None)  # found in the directory by name
+    tokenizer_config.update(auto_map=TOKENIZER_AUTO_MAP, tokenizer_class="LinformerTokenizer")
+    atomic_write_json(directory / "tokenizer_config.json", tokenizer_config)
+
+
 def verify_export(model, dictionary, spm_path: str, directory: Path, head: str | None,
                   sentences=VERIFY_SENTENCES) -> dict:
     """Load ``directory`` with transformers and compare it with the fairseq ``model`` on a padded
-    batch of ``sentences``: token ids must be equal, outputs within VERIFY_TOLERANCE."""
-    hide_broken_torchaudio()
+    batch of ``sentences``: the ids of both tokenizers must be fairseq's, outputs within VERIFY_TOLERANCE."""
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
-    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
-    batch = tokenizer(list(sentences), padding=True, return_tensors="pt")
-    expected = [fairseq_encode(dictionary, spm_path, s) for s in sentences]
-    for ids, mask, want in zip(batch["input_ids"], batch["attention_mask"], expected):
-        if ids[mask.bool()].tolist() != want.tolist():
-            raise ExportError(f"the exported tokenizer gives {ids[mask.bool()].tolist()}, fairseq {want.tolist()}")
+    fast = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
+    slow = get_class_from_dynamic_module(TOKENIZER_AUTO_MAP["AutoTokenizer"][0], directory).from_pretrained(directory)
+    expected = [fairseq_encode(dictionary, spm_path, s).tolist() for s in sentences]
+    for tokenizer in (fast, slow):
+        got = tokenizer(list(sentences))["input_ids"]
+        if got != expected:
+            raise ExportError(f"the exported {type(tokenizer).__name__} gives {got}, fairseq {expected}; nothing was written")
+    batch = fast(list(sentences), padding=True, return_tensors="pt")
     tokens = batch["input_ids"]
     diffs = {}
     with torch.no_grad():
-        features, extra = model(tokens, features_only=True, return_all_hiddens=True)
-        logits, _ = model(tokens)
-        hf = AutoModelForMaskedLM.from_pretrained(directory, trust_remote_code=True).eval()
-        out = hf(**batch, output_hidden_states=True)
+        _, extra = model(tokens, features_only=True, return_all_hiddens=True)
+        auto_class = AutoModelForMaskedLM if head is None else AutoModelForSequenceClassification
+        out = auto_class.from_pretrained(directory, trust_remote_code=True).eval()(**batch, output_hidden_states=True)
         real = batch["attention_mask"].bool()
         theirs = [h.transpose(0, 1) for h in extra["inner_states"]]
         diffs["hidden_states"] = max((a - b)[real].abs().max().item() for a, b in zip(out.hidden_states, theirs))
-        diffs["masked_lm_logits"] = (out.logits - logits)[real].abs().max().item()
-        if head is not None:
-            classifier = AutoModelForSequenceClassification.from_pretrained(directory, trust_remote_code=True).eval()
+        if head is None:
+            diffs["masked_lm_logits"] = (out.logits - model(tokens)[0])[real].abs().max().item()
+        else:
             expected_logits = model(tokens, features_only=True, classification_head_name=head)[0]
-            diffs["classification_logits"] = (classifier(**batch).logits - expected_logits).abs().max().item()
+            diffs["classification_logits"] = (out.logits - expected_logits).abs().max().item()
     worst = max(diffs.values())
     if not worst <= VERIFY_TOLERANCE:  # also catches NaN
         raise ExportError(f"the exported model differs from fairseq by {worst:.3g} (> {VERIFY_TOLERANCE}): {diffs}; "

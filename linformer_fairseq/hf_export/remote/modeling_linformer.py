@@ -11,12 +11,19 @@ and ``fairseq.models.roberta``):
   numbered from ``pad_token_id + 1`` over the real tokens (fairseq's ``make_positions``), then
   ``layernorm_embedding`` and dropout, and padded positions zeroed;
 - the post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + fc2(act(fc1(x))));
-- the LM head: dense, activation, LN, then the token embedding as output projection plus a bias;
+- the LM head: dense, activation, LN, then the output projection (``lm_head.decoder``, the token
+  embedding itself when ``tie_word_embeddings``) plus a bias;
 - the classification head: dropout, dense, tanh (``pooler_act``), dropout, out_proj on the first
   token (``<s>``).
 
 Padding comes from ``attention_mask`` (0 at pads) or, without one, from ``input_ids == pad_token_id``.
 As in fairseq, the classification head reads position 0: pad on the right (the tokenizer's default).
+
+``transformers`` conventions: ``attn_implementation="sdpa"`` (the default: PyTorch's fused
+``scaled_dot_product_attention`` over the k compressed keys) or ``"eager"`` (the explicit softmax,
+which fairseq uses when attention weights are asked for); ``gradient_checkpointing_enable()``
+(each encoder layer recomputed in the backward pass); ``resize_token_embeddings()`` (the LM head
+follows the embedding, tied or not).
 """
 
 import math
@@ -25,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
 
 from .configuration_linformer import LinformerConfig
@@ -50,18 +58,20 @@ ACTIVATIONS = {
 }
 
 
-class LinformerEncoderLayer(nn.Module):
+class LinformerEncoderLayer(GradientCheckpointingLayer):
     """fairseq's post-LN ``TransformerEncoderLayerBase`` around our attention (same parameter names)."""
 
     def __init__(self, config: LinformerConfig, compressed_dim: int, shared_projection, padding_packer):
         super().__init__()
+        self.config = config  # read at each forward: set_attn_implementation() takes effect at once
         d = config.hidden_size
         if config.attention_variant == "projection_free":
-            self.self_attn = ProjectionFreeAttention(d, config.num_attention_heads, dropout=config.attention_dropout)
+            self.self_attn = ProjectionFreeAttention(d, config.num_attention_heads,
+                                                     dropout=config.attention_probs_dropout_prob)
         else:
             self.self_attn = MultiheadLinearAttention(
-                d, config.num_attention_heads, max_positions=config.max_positions, compressed_dim=compressed_dim,
-                dropout=config.attention_dropout, projection=config.projection,
+                d, config.num_attention_heads, max_positions=config.max_position_embeddings,
+                compressed_dim=compressed_dim, dropout=config.attention_probs_dropout_prob, projection=config.projection,
                 per_head=config.compressed_per_head, shared_kv=config.shared_kv_compressed,
                 shared_projection=shared_projection, freeze=config.freeze_compress, padding_packer=padding_packer)
         self.self_attn_layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
@@ -69,16 +79,18 @@ class LinformerEncoderLayer(nn.Module):
         self.fc2 = nn.Linear(config.intermediate_size, d)
         self.final_layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.activation_fn = ACTIVATIONS[config.hidden_act]
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.activation_dropout = nn.Dropout(config.activation_dropout)
 
     def forward(self, x, padding_mask, output_attentions: bool = False):
-        """x: (n, B, C), fairseq's time-first layout; padding_mask: (B, n), True at pads, or None."""
+        """x: (n, B, C), fairseq's time-first layout; padding_mask: (B, n), True at pads, or None.
+        (Positional, as gradient checkpointing requires.)"""
         residual = x
-        if output_attentions and isinstance(self.self_attn, MultiheadLinearAttention):
+        explicit = output_attentions or self.config._attn_implementation == "eager"
+        if explicit and isinstance(self.self_attn, MultiheadLinearAttention):
             x, weights = self.self_attn(x, x, x, key_padding_mask=padding_mask, need_head_weights=True)
-            weights = weights.transpose(0, 1)  # (B, H, n, k)
-        else:
+            weights = weights.transpose(0, 1) if output_attentions else None  # (B, H, n, k)
+        else:  # the fused path; the projection-free attention has one path only
             x, weights = self.self_attn(x, x, x, key_padding_mask=padding_mask)
         x = self.self_attn_layer_norm(residual + self.dropout(x))
         residual = x
@@ -91,6 +103,8 @@ class LinformerPreTrainedModel(PreTrainedModel):
     config_class = LinformerConfig
     base_model_prefix = "linformer"
     _no_split_modules = ["LinformerEncoderLayer"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True  # "sdpa" (the default) and "eager" select the attention's two paths
 
     def _init_weights(self, module):
         """As fairseq's ``init_bert_params`` and ``LinearProjection``: N(0, 0.02) for linear layers,
@@ -100,8 +114,6 @@ class LinformerPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, LinearProjection):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, LinformerLMHead):
-            init.zeros_(module.bias)
 
 
 class LinformerModel(LinformerPreTrainedModel):
@@ -114,14 +126,14 @@ class LinformerModel(LinformerPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, d, padding_idx=pad)
         self.embed_scale = math.sqrt(d) if config.scale_embedding else 1.0
         # fairseq's LearnedPositionalEmbedding: rows 0..pad are its offset, positions start at pad + 1
-        self.embed_positions = nn.Embedding(config.max_positions + pad + 1, d, padding_idx=pad)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings + pad + 1, d, padding_idx=pad)
         self.layernorm_embedding = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.layernorm_embedding else None
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.padding_packer = PaddingPacker()  # one sort of the padding per forward, for all layers
         self.compress_layer = None
         if config.shared_layer_kv_compressed and config.attention_variant == "linformer":
             self.compress_layer = build_projection(
-                config.projection, config.max_positions, config.compressed_dims[0], d,
+                config.projection, config.max_position_embeddings, config.compressed_dims[0], d,
                 groups=config.num_attention_heads if config.compressed_per_head else 1,
                 freeze=config.freeze_compress)
         self.layers = nn.ModuleList([
@@ -143,12 +155,13 @@ class LinformerModel(LinformerPreTrainedModel):
         projection-free attention)."""
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if input_ids is None:
             raise ValueError("input_ids are required: positions and padding are derived from them, as in fairseq")
         n = input_ids.size(1)
-        if n > self.config.max_positions:
-            raise ValueError(f"input of {n} tokens is longer than the model's max_positions {self.config.max_positions}; "
+        if n > self.config.max_position_embeddings:
+            raise ValueError(f"input of {n} tokens is longer than the model's max_position_embeddings "
+                             f"{self.config.max_position_embeddings}; "
                              "truncate it (tokenizer(..., truncation=True))")
         padding = input_ids.eq(self.padding_idx) if attention_mask is None else attention_mask.eq(0)  # (B, n)
         has_pads = bool(padding.any())
@@ -182,40 +195,45 @@ class LinformerModel(LinformerPreTrainedModel):
 
 
 class LinformerLMHead(nn.Module):
-    """RoBERTa's LM head: dense, activation, LayerNorm, then the output projection (the token
-    embedding unless ``tie_lm_head`` is off) plus a bias."""
+    """RoBERTa's LM head: dense, activation, LayerNorm, then the output projection ``decoder``
+    (fairseq's ``lm_head.weight`` and ``lm_head.bias``; the weight is the token embedding when
+    ``tie_word_embeddings``, transformers ties it)."""
 
     def __init__(self, config: LinformerConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation_fn = ACTIVATIONS[config.hidden_act]
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.weight = None if config.tie_lm_head else nn.Parameter(torch.empty(config.vocab_size, config.hidden_size))
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
 
-    def forward(self, features, embedding_weight):
+    def forward(self, features):
         x = self.layer_norm(self.activation_fn(self.dense(features)))
-        return F.linear(x, embedding_weight if self.weight is None else self.weight) + self.bias
+        return F.linear(x, self.decoder.weight) + self.decoder.bias  # fairseq's order of operations, not addmm
 
 
 class LinformerForMaskedLM(LinformerPreTrainedModel):
+    _tied_weights_keys = {"lm_head.decoder.weight": "linformer.embed_tokens.weight"}  # if tie_word_embeddings
+
     def __init__(self, config: LinformerConfig):
         super().__init__(config)
         self.linformer = LinformerModel(config)
         self.lm_head = LinformerLMHead(config)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.linformer.embed_tokens
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
         """Logits over the vocabulary at every position; with ``labels`` (-100 where not masked),
         the masked-LM cross-entropy."""
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.linformer(input_ids, attention_mask, output_hidden_states=output_hidden_states,
                              output_attentions=output_attentions, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state, self.linformer.embed_tokens.weight)
+        logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=-100)
@@ -250,14 +268,11 @@ class LinformerForSequenceClassification(LinformerPreTrainedModel):
         self.classifier = LinformerClassificationHead(config)
         self.post_init()
 
-    def get_input_embeddings(self):
-        return self.linformer.embed_tokens
-
     def forward(self, input_ids=None, attention_mask=None, labels=None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
         """Logits over ``config.id2label``; with ``labels``, the cross-entropy (mean squared error
         for one label, as fairseq's --regression-target)."""
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.linformer(input_ids, attention_mask, output_hidden_states=output_hidden_states,
                              output_attentions=output_attentions, return_dict=True)
         logits = self.classifier(out.last_hidden_state)

@@ -1,4 +1,4 @@
-"""The tokenizer of a Linformer RoBERTa exported by linformer-fairseq: text gives the ids fairseq gives.
+"""The tokenizers of a Linformer RoBERTa exported by linformer-fairseq: text gives the ids fairseq gives.
 
 Text becomes SentencePiece pieces with the pretraining corpus's model (``spm.model``), and pieces
 become ids with fairseq's dictionary (``dict.txt``, the model's vocabulary in fairseq's order:
@@ -6,14 +6,21 @@ become ids with fairseq's dictionary (``dict.txt``, the model's vocabulary in fa
 dictionary lacks is ``<unk>``. That is what fairseq's hub interface (``encode``) and our data
 preparation do. One text is ``<s> A </s>``, a pair ``<s> A </s> </s> B </s>`` (fairseq's
 sentence-prediction input: ``--init-token 0 --separator-token 2``).
+
+``LinformerTokenizerFast`` (what ``AutoTokenizer`` returns) runs ``tokenizer.json``: the same
+SentencePiece model and dictionary converted to one ``tokenizers`` tokenizer by the exporter
+(``linformer_fairseq.hf_export.fast_tokenizer``), with character offsets. ``LinformerTokenizer``
+is the slow reference that calls SentencePiece itself.
 """
 
 import os
 import shutil
 
-from transformers import PreTrainedTokenizer
+from transformers import PreTrainedTokenizer, PreTrainedTokenizerFast
 
 VOCAB_FILES_NAMES = {"vocab_file": "dict.txt", "sentencepiece_model_file": "spm.model"}
+SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+                      pad_token="<pad>", mask_token="<mask>")  # fairseq's
 
 
 def read_fairseq_dictionary(path: str, specials=("<s>", "<pad>", "</s>", "<unk>")) -> list[str]:
@@ -42,8 +49,8 @@ class LinformerTokenizer(PreTrainedTokenizer):
         self.vocab_file, self.sentencepiece_model_file = vocab_file, sentencepiece_model_file
         self.sp_model = sentencepiece.SentencePieceProcessor(model_file=sentencepiece_model_file)
         self.symbols = read_fairseq_dictionary(vocab_file)
-        if mask_token not in self.symbols:  # the masked-LM and sentence-prediction tasks add it last
-            self.symbols.append(mask_token)
+        if str(mask_token) not in self.symbols:  # the masked-LM and sentence-prediction tasks add it last
+            self.symbols.append(str(mask_token))
         self.indices = {}
         for index, symbol in enumerate(self.symbols):
             self.indices.setdefault(symbol, index)  # fairseq keeps the first of duplicate symbols
@@ -97,3 +104,12 @@ class LinformerTokenizer(PreTrainedTokenizer):
                 shutil.copyfile(source, target)
             written.append(target)
         return tuple(written)
+
+
+class LinformerTokenizerFast(PreTrainedTokenizerFast):
+    """``tokenizer.json`` (built by the exporter from ``spm.model`` and ``dict.txt``, which the export
+    keeps beside it for the slow tokenizer): the ids of ``LinformerTokenizer``, fast, with offsets."""
+
+    vocab_files_names = {**VOCAB_FILES_NAMES, "tokenizer_file": "tokenizer.json"}
+    model_input_names = ["input_ids", "attention_mask"]
+    slow_tokenizer_class = LinformerTokenizer
