@@ -94,7 +94,8 @@ def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fai
     out, log = finished
     line = next(line for line in log.splitlines() if line.startswith("transformers, "))
     prediction = json.loads(line.split(": ", 1)[1].split(" (SST-2 labels")[0])
-    assert prediction[0]["label"] in ("0", "1") and 0.5 <= prediction[0]["score"] <= 1
+    assert prediction[0]["label"] in ("negative", "positive") and 0.5 <= prediction[0]["score"] <= 1
+    from linformer_data_prep.finetune_tasks import TASKS
     from linformer_fairseq.models.linformer_roberta import LinformerModel
 
     run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-04"
@@ -103,5 +104,5 @@ def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fai
     probabilities = hub.predict("sentence_classification_head", tokens).exp()[0]
     labels = hub.task.label_dictionary
     best = int(probabilities.argmax())
-    assert labels[best + labels.nspecial] == prediction[0]["label"]
+    assert TASKS["sst2"].label_names[int(labels[best + labels.nspecial])] == prediction[0]["label"]
     assert float(probabilities[best]) == pytest.approx(prediction[0]["score"], abs=1e-5)

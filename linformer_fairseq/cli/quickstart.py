@@ -112,7 +112,7 @@ Where to look:
     predicted = subprocess.run(tool("linformer_fairseq.cli.hf_predict", hf_model, EXAMPLE), capture_output=True, text=True)
     if predicted.returncode == 0:
         print(f"transformers, AutoModelForSequenceClassification.from_pretrained('{hf_model}', trust_remote_code=True) "
-              f"on {EXAMPLE!r}: {predicted.stdout.strip()} (SST-2 labels: 0 negative, 1 positive)\n")
+              f"on {EXAMPLE!r}: {predicted.stdout.strip()}\n")
     else:
         print(f"the transformers prediction failed:\n{predicted.stdout}{predicted.stderr}", file=sys.stderr)
         return 1
