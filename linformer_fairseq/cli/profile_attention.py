@@ -47,15 +47,17 @@ def interleaved_medians(steps: Dict[str, Step], rounds: int, warmup: int = 1) ->
     return {name: (statistics.median(t), t) for name, t in times.items()}
 
 
-def op_table(step: Step, steps: int, top: int) -> List[Tuple[str, float, int]]:
-    """(op, self CPU ms per step, calls per step) of the ``top`` ops by self CPU time."""
+def op_table(step: Step, steps: int, top: int) -> Tuple[List[Tuple[str, float, int]], float]:
+    """(op, self CPU ms per step, calls per step) of the ``top`` ops by self CPU time, and the
+    self CPU ms per step of all ops."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [(e.key, e.self_cpu_time_total / 1e3 / steps, e.count // steps) for e in events[:top]]
+    total = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
+    return [(e.key, e.self_cpu_time_total / 1e3 / steps, e.count // steps) for e in events[:top]], total
 
 
 def load() -> str:
@@ -86,20 +88,18 @@ def run_profile(args) -> str:
     base = medians["sdpa"][0]
     for name, (median, _) in medians.items():
         method, k = layers[name]
-        flops = layer_training_flops(method, args.n, k, args.embed_dim, args.heads) * batch  # training FLOPs
-        if args.mode == "inference":
-            flops = None
+        flops = layer_training_flops(method, args.n, k, args.embed_dim, args.heads) * batch \
+            if args.mode == "training" else None
         rate = f"{flops / median / 1e6:.0f}" if flops else "-"
         out.append(f"| {name} | {median:.0f} | {base / median:.2f}x | "
                    f"{f'{flops / 1e9:.1f} G' if flops else '-'} | {rate} |")
     for name, step in steps.items():
-        out += ["", f"{name}: top ops by self CPU time, per step ({args.profile_steps} steps profiled)", "",
+        table, total = op_table(step, args.profile_steps, args.top)
+        out += ["", f"{name}: top ops by self CPU time, per step ({args.profile_steps} steps profiled, "
+                f"{total:.0f} ms per step in all ops)", "",
                 "| op | ms per step | share | calls per step |", "|---|---|---|---|"]
-        table = op_table(step, args.profile_steps, args.top)
-        total = sum(ms for _, ms, _ in op_table(step, 1, 10_000)) if args.shares else None
         for op, ms, calls in table:
-            share = f"{ms / total:.0%}" if total else "-"
-            out.append(f"| `{op}` | {ms:.1f} | {share} | {calls} |")
+            out.append(f"| `{op}` | {ms:.1f} | {ms / total:.0%} | {calls} |")
     out += ["", f"load average at the end {load()}"]
     return "\n".join(out)
 
@@ -158,8 +158,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each per round)")
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--top", type=int, default=10, help="profile: ops listed per method")
-    parser.add_argument("--no-shares", dest="shares", action="store_false",
-                        help="profile: skip the extra profiled step that gives each op's share")
     parser.add_argument("--real", type=_fractions, default=[1.0, 0.5], help="compile: fractions of real tokens")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
