@@ -6,6 +6,8 @@
     shared machine's changing load hits every method alike; then profiles a few steps of each with
     ``torch.profiler`` and prints, per method, the median time, its FLOPs per step
     (``FlopCounterMode``, see ``speed_targets``), the rate they ran at and the ops that took the time.
+    With ``--real 1,0.9,0.5`` every method is also timed on padded batches (that fraction of each
+    row real, then padding), in the same rounds; the profiles are of the unpadded batches.
 
 ``compile``
     Our layer eager against ``torch.compile`` (inductor), unpadded and padded (``--real`` of each
@@ -24,7 +26,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -64,36 +66,37 @@ def load() -> str:
     return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def _subjects(n: int, ks: Sequence[int], embed_dim: int, heads: int) -> List[Tuple[str, str, Optional[int]]]:
-    return [("sdpa", "sdpa", None)] + [(f"linformer k={k}", "linformer", k) for k in ks]
-
-
 def run_profile(args) -> str:
     from .speed_targets import layer_training_flops
 
     batch = args.tokens // args.n
-    steps, layers = {}, {}
-    for name, method, k in _subjects(args.n, args.ks, args.embed_dim, args.heads):
-        torch.manual_seed(0)
-        layer = build_layer(method, args.n, k, args.embed_dim, args.heads).train(args.mode == "training")
-        x = torch.randn(args.n, batch, args.embed_dim, requires_grad=args.mode == "training")
-        steps[name], layers[name] = make_step(layer, x, args.mode), (method, k)
+    steps, subjects = {}, {}
+    for real in args.real:
+        mask = padding_mask_for(args.n, batch, real)
+        for method, k in [("sdpa", None)] + [("linformer", k) for k in args.ks]:
+            name = ("sdpa" if k is None else f"linformer k={k}") + ("" if mask is None else f", {real:.0%} real")
+            torch.manual_seed(0)
+            layer = build_layer(method, args.n, k, args.embed_dim, args.heads).train(args.mode == "training")
+            x = torch.randn(args.n, batch, args.embed_dim, requires_grad=args.mode == "training")
+            steps[name], subjects[name] = make_step(layer, x, args.mode, mask), (method, k, real, mask is None)
     before = load()
     medians = interleaved_medians(steps, args.rounds)
     out = [f"{args.mode}, n = {args.n}, d = {args.embed_dim}, {args.heads} heads, batch {batch} "
            f"({args.tokens} tokens), float32, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
            f"load average before {before}, after timing {load()}.", "",
-           "| method | median ms per step (interleaved) | sdpa / method | FLOPs per step | GFLOP/s |",
+           "| method | median ms per step (interleaved) | sdpa / method (same padding) | FLOPs per step | GFLOP/s |",
            "|---|---|---|---|---|"]
-    base = medians["sdpa"][0]
     for name, (median, _) in medians.items():
-        method, k = layers[name]
+        method, k, real, unpadded = subjects[name]
+        base = medians["sdpa" + ("" if unpadded else f", {real:.0%} real")][0]
         flops = layer_training_flops(method, args.n, k, args.embed_dim, args.heads) * batch \
-            if args.mode == "training" else None
+            if args.mode == "training" and unpadded else None
         rate = f"{flops / median / 1e6:.0f}" if flops else "-"
         out.append(f"| {name} | {median:.0f} | {base / median:.2f}x | "
                    f"{f'{flops / 1e9:.1f} G' if flops else '-'} | {rate} |")
     for name, step in steps.items():
+        if not subjects[name][3] or not args.top:
+            continue
         table, total = op_table(step, args.profile_steps, args.top)
         out += ["", f"{name}: top ops by self CPU time, per step ({args.profile_steps} steps profiled, "
                 f"{total:.0f} ms per step in all ops)", "",
@@ -113,7 +116,7 @@ def run_compile(args) -> str:
             torch.manual_seed(0)
             layer = build_layer("linformer", args.n, args.k, args.embed_dim, args.heads).train(args.mode == "training")
             if compiled:
-                layer = torch.compile(layer)
+                layer = torch.compile(layer, backend=args.backend)
             x = torch.randn(args.n, batch, args.embed_dim, requires_grad=args.mode == "training")
             steps[f"{real:.0%} real, {'compiled' if compiled else 'eager'}"] = make_step(layer, x, args.mode, mask)
     before = load()
@@ -123,7 +126,7 @@ def run_compile(args) -> str:
     compile_s = time.perf_counter() - clock
     medians = interleaved_medians(steps, args.rounds, warmup=1)
     out = [f"Our layer, {args.mode}, n = {args.n}, k = {args.k}, d = {args.embed_dim}, {args.heads} heads, batch "
-           f"{batch}, float32, {torch.get_num_threads()} thread(s), torch {torch.__version__}, inductor; first "
+           f"{batch}, float32, {torch.get_num_threads()} thread(s), torch {torch.__version__}, {args.backend}; first "
            f"calls (compilation included) {compile_s:.0f} s; load average before {before}, after {load()}.", "",
            "| real tokens | eager ms | compiled ms | eager / compiled |", "|---|---|---|---|"]
     for real in args.real:
@@ -157,12 +160,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["training", "inference"], default="training")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one step of each per round)")
     parser.add_argument("--profile-steps", type=int, default=2)
-    parser.add_argument("--top", type=int, default=10, help="profile: ops listed per method")
-    parser.add_argument("--real", type=_fractions, default=[1.0, 0.5], help="compile: fractions of real tokens")
+    parser.add_argument("--top", type=int, default=10, help="profile: ops listed per method (0: no profile)")
+    parser.add_argument("--real", type=_fractions, help="fractions of real tokens per row, the rest padding "
+                        "(default: 1 for profile, 1,0.5 for compile)")
+    parser.add_argument("--backend", default="inductor", help="compile: torch.compile's backend (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.tokens % args.n:
         parser.error(f"--tokens {args.tokens} is not a multiple of --n {args.n}")
+    if args.real is None:
+        args.real = [1.0] if args.what == "profile" else [1.0, 0.5]
     return args
 
 

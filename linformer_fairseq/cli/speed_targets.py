@@ -148,7 +148,7 @@ class Target:
 SMALL_PRODUCTS = ("70% of the ceiling: a fifth (n = 512) to two fifths (n = 4096) of our FLOPs are products with "
                   "only k rows (E X, F X, the n x k attention, k_proj/v_proj on k rows), which run below the rate "
                   "of the d x d projections and of flash attention")
-DENSE_GEMMS = ("95% of the ceiling: the FFN and the q/out projections, the same GEMMs at the same rate in both "
+DENSE_GEMMS = ("about 95% of the ceiling: the FFN and the q/out projections, the same GEMMs at the same rate in both "
                "models, are most of both models' FLOPs")
 TARGETS = (
     Target("layer fwd+bwd vs SDPA, n = 512, k = 128", "layer", "sdpa", 512, 128, 1.2, SMALL_PRODUCTS),
