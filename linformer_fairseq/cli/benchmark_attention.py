@@ -27,6 +27,8 @@ default (time and memory)
     measured), ``OUT/attention_benchmark.md`` (rows n, columns k, cells "time saved / memory
     saved" against a full-attention baseline, as Table 3) and ``OUT/attention_time_vs_n.png``.
     ``--small`` runs a tiny grid on the CPU in seconds (for tests and smoke checks).
+    ``--real-fractions 1,0.9,0.5`` repeats the grid on padded batches (each row that fraction of
+    real tokens, then padding; every method gets the key padding mask), as fine-tuning batches are.
 
 Methods: ``linformer`` (ours, ``MultiheadLinearAttention``, linear headwise projection),
 ``reference`` (fairseq's ``examples/linformer`` layer, ``compressed = n / k``), ``sdpa`` (full
@@ -94,16 +96,18 @@ class SdpaSelfAttention(nn.Module):
         self.math_kernel = math_kernel
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(embed_dim, embed_dim) for _ in range(4))
 
-    def forward(self, query: Tensor, key=None, value=None, need_weights: bool = False, **unused):
+    def forward(self, query: Tensor, key=None, value=None, key_padding_mask: Optional[Tensor] = None,
+                need_weights: bool = False, **unused):
         seq_len, bsz, embed_dim = query.shape
         x = query.transpose(0, 1)
         q, k, v = (p(x).view(bsz, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
                    for p in (self.q_proj, self.k_proj, self.v_proj))
+        keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # (B, 1, 1, n)
         if self.math_kernel:
             with sdpa_kernel([SDPBackend.MATH]):
-                out = F.scaled_dot_product_attention(q, k, v)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         else:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         return self.out_proj(out.permute(2, 0, 1, 3).reshape(seq_len, bsz, embed_dim)), None
 
 
@@ -246,17 +250,27 @@ def is_out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
 
 
-def make_step(layer: nn.Module, x: Tensor, mode: str) -> Callable[[], None]:
-    """One inference forward (no autograd) or one training forward + backward."""
+def padding_mask_for(n: int, batch: int, real_fraction: float, device=None) -> Optional[Tensor]:
+    """A (batch, n) key padding mask, True at pads: every row holds ``round(real_fraction * n)`` real
+    tokens, then padding (fairseq's right padding); None when every token is real."""
+    real = max(1, round(real_fraction * n))
+    if real >= n:
+        return None
+    return (torch.arange(n, device=device) >= real).expand(batch, n).contiguous()
+
+
+def make_step(layer: nn.Module, x: Tensor, mode: str, padding_mask: Optional[Tensor] = None) -> Callable[[], None]:
+    """One inference forward (no autograd) or one training forward + backward, on a padded batch
+    when ``padding_mask`` (B, n) is given."""
     if mode == "inference":
         def step():
             with torch.no_grad():
-                layer(x, x, x, need_weights=False)
+                layer(x, x, x, key_padding_mask=padding_mask, need_weights=False)
     elif mode == "training":
         def step():
             layer.zero_grad(set_to_none=True)
             x.grad = None
-            out, _ = layer(x, x, x, need_weights=False)
+            out, _ = layer(x, x, x, key_padding_mask=padding_mask, need_weights=False)
             out.backward(torch.ones_like(out))
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -308,25 +322,28 @@ def peak_step_memory_bytes(step: Callable[[], None], device: torch.device, layer
 
 def benchmark_point(method: str, mode: str, n: int, k: Optional[int], *, embed_dim: int, heads: int, tokens: int,
                     device: torch.device, dtype: torch.dtype, warmup: int, repeats: int,
-                    build: Callable[..., nn.Module] = build_layer) -> dict:
-    """One grid point; out-of-memory becomes ``status = "OOM"``, anything else is raised."""
+                    build: Callable[..., nn.Module] = build_layer, real_fraction: float = 1.0) -> dict:
+    """One grid point, ``real_fraction`` of each row real tokens and the rest padding; out-of-memory
+    becomes ``status = "OOM"``, anything else is raised."""
     batch = tokens // n
+    mask = padding_mask_for(n, batch, real_fraction, device)
     row = dict(method=method, mode=mode, n=n, k=k if k is not None else "", batch=batch, embed_dim=embed_dim,
                heads=heads, device=_device_name(device), dtype=str(dtype).replace("torch.", ""),
+               real_fraction=1.0 if mask is None else round(float((~mask).float().mean()), 4),
                time_ms="", peak_mem_mib="", status="ok")
     oom = False
     try:
         layer = build(method, n, k, embed_dim, heads).to(device=device, dtype=dtype)
         layer.train(mode == "training")
         x = torch.randn(n, batch, embed_dim, device=device, dtype=dtype, requires_grad=mode == "training")
-        step = make_step(layer, x, mode)
+        step = make_step(layer, x, mode, mask)
         row["time_ms"] = round(median_time_ms(step, device, warmup, repeats), 4)
         row["peak_mem_mib"] = round(peak_step_memory_bytes(step, device, layer, x) / 2**20, 3)
     except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(error):
             raise
         oom = True
-    layer = x = step = None
+    layer = x = step = mask = None
     if oom:  # outside the except block, so its traceback no longer holds the tensors
         row.update(time_ms="", peak_mem_mib="", status="OOM")
         gc.collect()
@@ -345,7 +362,8 @@ def grid_points(ns: Iterable[int], ks: Iterable[int], methods: Sequence[str], mo
                     yield method, mode, n, k
 
 
-CSV_FIELDS = ["method", "mode", "n", "k", "batch", "embed_dim", "heads", "device", "dtype", "time_ms", "peak_mem_mib", "status"]
+CSV_FIELDS = ["method", "mode", "n", "k", "batch", "embed_dim", "heads", "device", "dtype", "real_fraction", "time_ms",
+              "peak_mem_mib", "status"]
 
 
 def write_csv(path: str, rows: List[dict]) -> None:
@@ -369,9 +387,24 @@ def _ratio(baseline: Optional[dict], row: Optional[dict], field: str) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
+def real_fraction_of(row: dict) -> float:
+    return float(row.get("real_fraction") or 1.0)
+
+
 def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
+    """``markdown_tables_of`` the unpadded rows, then of each fraction of real tokens, most real first."""
+    fractions = sorted({real_fraction_of(r) for r in rows}, reverse=True)
+    if fractions == [1.0]:
+        return markdown_tables_of(rows, baselines)
+    return "\n".join(markdown_tables_of([r for r in rows if real_fraction_of(r) == f], baselines,
+                                        "" if f == 1.0 else f", {f:.0%} real tokens (right-padded)")
+                     for f in fractions)
+
+
+def markdown_tables_of(rows: List[dict], baselines: Sequence[str], padding: str = "") -> str:
     """Table 3 of the paper per (mode, Linformer method, baseline): rows n, columns k,
-    cells "time saved / memory saved" as ratios baseline / method; plus absolute full-attention numbers."""
+    cells "time saved / memory saved" as ratios baseline / method; plus absolute full-attention numbers.
+    ``padding`` names the batches' padding in the headings."""
     index = {(r["method"], r["mode"], int(r["n"]), int(r["k"]) if r["k"] != "" else None): r for r in rows}
     ns = sorted({int(r["n"]) for r in rows})
     ks = sorted({int(r["k"]) for r in rows if r["k"] != ""})
@@ -385,7 +418,7 @@ def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
     for mode in modes:
         for method in [m for m in LINFORMER if any(r["method"] == m for r in rows)]:
             for baseline in [b for b in baselines if any(r["method"] == b for r in rows)]:
-                out += [f"### {mode}: {method} vs {baseline}", "",
+                out += [f"### {mode}{padding}: {method} vs {baseline}", "",
                         "| n \\ k | " + " | ".join(str(k) for k in ks) + " |", "|---|" + "---|" * len(ks)]
                 for n in ns:
                     base = index.get((baseline, mode, n, None))
@@ -398,7 +431,7 @@ def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
                 out.append("")
         full = [m for m in FULL_ATTENTION if any(r["method"] == m for r in rows)]
         if full:
-            out += [f"### {mode}: methods without k, time ms / peak MiB", "",
+            out += [f"### {mode}{padding}: methods without k, time ms / peak MiB", "",
                     "| n | " + " | ".join(full) + " |", "|---|" + "---|" * len(full)]
             for n in ns:
                 cells = []
@@ -470,6 +503,16 @@ def _int_list(text: str) -> List[int]:
     return values
 
 
+def _fraction_list(text: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions, got {text!r}")
+    if any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected fractions in (0, 1], got {text!r}")
+    return values
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,6 +531,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baselines", type=lambda s: s.split(","), default=["sdpa_math", "sdpa"],
                         help="full-attention methods the ratio tables divide by (default: %(default)s)")
     parser.add_argument("--tokens", type=int, help="tokens per batch; batch = tokens / n (default 65536)")
+    parser.add_argument("--real-fractions", type=_fraction_list, default=[1.0],
+                        help="fractions of real tokens per row, the rest right-padding, one grid per fraction "
+                        "(default 1: no padding; e.g. 1,0.9,0.5 as fine-tuning batches are padded)")
     parser.add_argument("--embed-dim", type=int)
     parser.add_argument("--heads", type=int)
     parser.add_argument("--warmup", type=int)
@@ -545,21 +591,24 @@ def main(argv=None) -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, "attention_benchmark.csv")
-    points = list(grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens))
+    points = [(*point, real) for real in args.real_fractions
+              for point in grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens)]
     if not points:
         sys.exit(f"benchmark_attention.py: nothing to measure: no k in --ks {args.ks} is below any n in --ns {args.ns}")
     rows = []
     torch.manual_seed(0)
-    for method, mode, n, k in _progress(points, "attention grid", not args.no_progress):
+    for method, mode, n, k, real in _progress(points, "attention grid", not args.no_progress):
         rows.append(benchmark_point(method, mode, n, k, embed_dim=args.embed_dim, heads=args.heads, tokens=args.tokens,
-                                    device=device, dtype=dtype, warmup=args.warmup, repeats=args.repeats))
+                                    device=device, dtype=dtype, warmup=args.warmup, repeats=args.repeats,
+                                    real_fraction=real))
         write_csv(csv_path, rows)
 
     tables = markdown_tables(rows, args.baselines)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     atomic_write_text(os.path.join(args.out, "attention_benchmark.md"),
                       f"# Attention benchmark ({stamp}, torch {torch.__version__})\n\n{tables}\n")
-    plot_time_vs_n(rows, os.path.join(args.out, "attention_time_vs_n.png"),
+    most_real = [r for r in rows if real_fraction_of(r) == max(args.real_fractions)]  # one curve per method
+    plot_time_vs_n(most_real, os.path.join(args.out, "attention_time_vs_n.png"),
                    args.plot_k if args.plot_k is not None else min(args.ks))
     print(tables)
     print(f"wrote {csv_path}, attention_benchmark.md and attention_time_vs_n.png in {args.out}", file=sys.stderr)

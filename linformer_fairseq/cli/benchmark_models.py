@@ -13,8 +13,9 @@ Dropout as the architectures set it (0.1). ``--small``: 2 layers of 64, 4 heads 
 Batches: ``--tokens / n`` documents (``--train-tokens / n`` for training), of lengths drawn uniformly
 in [n/2, n] except one of exactly n, right-padded to n as fairseq's collater pads a batch to its
 longest document: about a quarter of the slots are padding when a batch holds several documents
-(none at batch 1). Random tokens of a ``--vocab``-word dictionary; the same batch for both models.
-Tokens/s counts real tokens, not pads.
+(none at batch 1). ``--real-fractions mix,0.9,0.5`` adds padded points: the other documents share what
+makes that fraction of the slots real (a lone document is that fraction of n). Random tokens of a
+``--vocab``-word dictionary; the same batch for both models. Tokens/s counts real tokens, not pads.
 
 ``inference``: ``model.eval()``, ``torch.no_grad()``, ``model(src_tokens, features_only=True)``: the
 encoder's features for every token (what a classification or tagging head reads); the LM head,
@@ -72,7 +73,8 @@ SMALL_GRID = dict(ns=(64, 128), train_ns=(128,), ks=(16,), tokens=512, train_tok
                              "--encoder-attention-heads", "4"))
 MASK_FRACTION = 0.15
 KILL_MARGIN_S = 120  # a point process gets --point-budget plus this before it is killed
-CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_tokens", "padded_tokens", "threads", "device", "time_ms",
+CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_fraction", "real_tokens", "padded_tokens", "threads", "device",
+              "time_ms",
               "tokens_per_s", "peak_tracked_mib", "step_added_mib", "peak_rss_mib", "import_rss_mib", "parameters",
               "first_step_s", "memory_limit_gib", "status"]
 
@@ -117,17 +119,24 @@ def build(flags: Sequence[str]):
     return task, model, criterion, optim.build_optimizer(args, params)
 
 
-def document_lengths(n: int, batch: int, seed: int = 0) -> List[int]:
-    """One document of exactly n tokens (the batch's padded length), the others uniform in [n/2, n]."""
-    rng = random.Random(seed * 1_000_003 + n)
-    return [n] + [rng.randint(n // 2, n) for _ in range(batch - 1)]
+def document_lengths(n: int, batch: int, seed: int = 0, real_fraction: Optional[float] = None) -> List[int]:
+    """One document of exactly n tokens (the batch's padded length), the others uniform in [n/2, n];
+    with ``real_fraction``, the others share what makes that fraction of the batch's slots real
+    (at least 2 tokens each, <s> and </s>), and a lone document has that fraction of n."""
+    if real_fraction is None:
+        rng = random.Random(seed * 1_000_003 + n)
+        return [n] + [rng.randint(n // 2, n) for _ in range(batch - 1)]
+    if batch == 1:
+        return [max(2, round(real_fraction * n))]
+    rest = max(2 * (batch - 1), round(real_fraction * batch * n) - n)
+    return [n] + [rest // (batch - 1) + (i < rest % (batch - 1)) for i in range(batch - 1)]
 
 
-def make_batch(dictionary, mask_idx: int, n: int, batch: int, seed: int = 0):
+def make_batch(dictionary, mask_idx: int, n: int, batch: int, seed: int = 0, real_fraction: Optional[float] = None):
     """(src_tokens, src_lengths, masked src_tokens, targets): right-padded to n, the same for every model."""
     import torch
 
-    lengths = document_lengths(n, batch, seed)
+    lengths = document_lengths(n, batch, seed, real_fraction)
     g = torch.Generator().manual_seed(seed * 7919 + n)
     src = torch.full((batch, n), dictionary.pad(), dtype=torch.long)
     for row, length in enumerate(lengths):
@@ -210,6 +219,7 @@ def measure_point(spec: dict) -> dict:
     n, k, mode = spec["n"], spec["k"], spec["mode"]
     batch = spec["tokens"] // n
     row = dict(model=model_label(k), k=k or "", mode=mode, n=n, batch=batch, padded_tokens=batch * n,
+               real_fraction=spec.get("real_fraction") or "",
                threads=torch.get_num_threads(), device=_device_name(torch.device("cpu")),
                import_rss_mib=round(import_rss), memory_limit_gib=spec.get("memory_limit_gib") or "", status="ok")
     torch.manual_seed(spec.get("seed", 0))
@@ -218,7 +228,8 @@ def measure_point(spec: dict) -> dict:
         task, model, criterion, optimizer = build(train_flags(spec["data"], n, k, spec["size_args"],
                                                               spec.get("attention_dropout")))
         row["parameters"] = sum(p.numel() for p in model.parameters())
-        src, lengths, masked_src, target = make_batch(task.source_dictionary, task.mask_idx, n, batch, spec.get("seed", 0))
+        src, lengths, masked_src, target = make_batch(task.source_dictionary, task.mask_idx, n, batch, spec.get("seed", 0),
+                                                      spec.get("real_fraction"))
         row["real_tokens"] = int(lengths.sum())
         step = make_step(mode, task, model, criterion, optimizer, src, lengths, masked_src, target)
         stage = "during a step"
@@ -264,6 +275,8 @@ def _too_slow(row: dict, first_step_s: float, steps: int, budget_s: float) -> bo
 def run_point(spec: dict, out: str) -> dict:
     """``measure_point(spec)`` in a fresh Python process with ``spec["threads"]`` OpenMP threads."""
     name = f"{'roberta' if not spec['k'] else 'linformer_k' + str(spec['k'])}_{spec['mode']}_n{spec['n']}"
+    if spec.get("real_fraction"):
+        name += f"_real{round(100 * spec['real_fraction'])}"
     log_path, result_path = (os.path.join(out, "points", f"{name}.{ext}") for ext in ("log", "json"))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     if os.path.exists(result_path):
@@ -278,6 +291,7 @@ def run_point(spec: dict, out: str) -> dict:
                "--result", result_path]
     batch = spec["tokens"] // spec["n"]
     fallback = dict(model=model_label(spec["k"]), k=spec["k"] or "", mode=spec["mode"], n=spec["n"], batch=batch,
+                    real_fraction=spec.get("real_fraction") or "",
                     padded_tokens=batch * spec["n"], threads=spec.get("threads") or "",
                     memory_limit_gib=spec["memory_limit_gib"])
     with open(log_path, "w") as log:
@@ -329,13 +343,27 @@ def _cell(row: Optional[dict], field: str, fmt: str) -> str:
     return format(float(row[field]), fmt)
 
 
+def _real_fraction(row: dict) -> str:
+    """"" for the default mix of document lengths, else the requested fraction of real tokens."""
+    value = row.get("real_fraction")
+    return "" if value in ("", None) else f"{float(value):g}"
+
+
 def markdown(rows: List[dict], header: str = "") -> str:
+    """The tables of ``markdown_of`` for the default batches, then for each fraction of real tokens."""
+    fractions = sorted({_real_fraction(r) for r in rows}, key=lambda f: (f != "", -float(f or 1)))
+    parts = [markdown_of([r for r in rows if _real_fraction(r) == f],
+                         "" if f == "" else f", {float(f):.0%} real tokens") for f in fractions]
+    return "\n".join(([header, ""] if header else []) + parts)
+
+
+def markdown_of(rows: List[dict], padding: str = "") -> str:
     index = {(r["mode"], int(r["n"]), int(r["k"]) if r["k"] not in ("", None) else None): r for r in rows}
     ks = sorted({int(r["k"]) for r in rows if r["k"] not in ("", None)})
-    out = [header, ""] if header else []
+    out = []
     for mode in [m for m in MODES if any(r["mode"] == m for r in rows)]:
         ns = sorted({int(r["n"]) for r in rows if r["mode"] == mode})
-        out += [f"### {mode}: ours / roberta", "",
+        out += [f"### {mode}{padding}: ours / roberta", "",
                 "| n | " + " | ".join(f"k = {k}: tokens/s, tracked memory, peak RSS" for k in ks) + " |",
                 "|---|" + "---|" * len(ks)]
         for n in ns:
@@ -343,7 +371,7 @@ def markdown(rows: List[dict], header: str = "") -> str:
             cells = [", ".join(ratio(index.get((mode, n, k)), base, f) for f in
                                ("tokens_per_s", "peak_tracked_mib", "peak_rss_mib")) for k in ks]
             out.append(f"| {n} | " + " | ".join(cells) + " |")
-        out += ["", f"### {mode}: absolute numbers", "",
+        out += ["", f"### {mode}{padding}: absolute numbers", "",
                 "| n | batch | real tokens | model | s/step | tokens/s | peak tracked MiB | peak RSS MiB |",
                 "|---|---|---|---|---|---|---|---|"]
         for n in ns:
@@ -425,6 +453,19 @@ def _int_list(text: str) -> List[int]:
     return values
 
 
+def _real_fractions(text: str) -> List[Optional[float]]:
+    values = []
+    for item in text.split(","):
+        try:
+            value = None if item == "mix" else float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'mix' or fractions in (0, 1], got {item!r}")
+        if value is not None and not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"expected 'mix' or fractions in (0, 1], got {item!r}")
+        values.append(value)
+    return values
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="linformer-benchmark-models", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 2)[2],
@@ -455,6 +496,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="both models' attention dropout (default: the architectures' 0.1). On the CPU, "
                         "PyTorch's fused attention kernel takes no dropout: with it, full attention runs the math "
                         "kernel, which stores n x n probabilities for the backward")
+    parser.add_argument("--real-fractions", type=_real_fractions, default=[None],
+                        help="the batches measured: 'mix' (the default: lengths uniform in [n/2, n], one of n) "
+                        "and/or fractions of real token slots, e.g. mix,0.9,0.5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--point", help=argparse.SUPPRESS)  # internal: measure one point (JSON spec)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -491,11 +535,12 @@ def point_specs(args: argparse.Namespace, data: str) -> List[dict]:
         warmup = args.warmup if args.warmup is not None else (0 if mode == "inference" else 1)
         for n in ns:
             ks = ([None] if "roberta" in args.models else []) + (list(args.ks) if "linformer" in args.models else [])
-            for k in ks:
-                specs.append(dict(mode=mode, n=n, k=k, tokens=tokens, warmup=warmup, repeats=args.repeats,
-                                  threads=args.threads, data=data, size_args=args.size_args, seed=args.seed,
-                                  point_budget=args.point_budget, memory_limit_gib=args.memory_limit_gib,
-                                  attention_dropout=args.attention_dropout))
+            for real_fraction in args.real_fractions:
+                for k in ks:
+                    specs.append(dict(mode=mode, n=n, k=k, tokens=tokens, warmup=warmup, repeats=args.repeats,
+                                      threads=args.threads, data=data, size_args=args.size_args, seed=args.seed,
+                                      point_budget=args.point_budget, memory_limit_gib=args.memory_limit_gib,
+                                      attention_dropout=args.attention_dropout, real_fraction=real_fraction))
     return specs
 
 
@@ -522,7 +567,8 @@ def main(argv=None) -> int:
         row = run_point(spec, out)
         rows.append(row)
         write_csv(csv_path, rows)
-        logger.info(f"{row['model']} {row['mode']} n={row['n']} batch={row['batch']}: {row['status']}, "
+        logger.info(f"{row['model']} {row['mode']} n={row['n']} batch={row['batch']} "
+                    f"real={row.get('real_fraction') or 'mix'}: {row['status']}, "
                     f"{row.get('time_ms') or '-'} ms/step, {row.get('tokens_per_s') or '-'} tokens/s, "
                     f"{row.get('peak_tracked_mib') or '-'} MiB tracked, {row.get('peak_rss_mib') or '-'} MiB RSS "
                     f"({time.perf_counter() - clock:.0f} s)")
@@ -534,7 +580,8 @@ def main(argv=None) -> int:
               f"at the end {', '.join(f'{v:.2f}' for v in load_end)}.\n\n"
               f"Command: `linformer-benchmark-models {shlex.join(argv)}`\n\n"
               f"Inference: {args.tokens} token slots per batch (batch = {args.tokens} / n), training: "
-              f"{args.train_tokens}; document lengths uniform in [n/2, n], one of n, padded to n. Ratios are "
+              f"{args.train_tokens}; document lengths uniform in [n/2, n], one of n, padded to n (padded points: "
+              "that fraction of the slots real). Ratios are "
               "ours / roberta: tokens/s above 1x means ours is faster, memory below 1x means ours needs less. "
               "Tracked memory: MemTracker's peak of all tensors (weights, gradients, Adam state, activations); "
               "peak RSS: the point's whole process. Attention dropout: "
@@ -544,8 +591,9 @@ def main(argv=None) -> int:
               + " beyond its imports.")
     table = markdown(rows, header)
     atomic_write_text(os.path.join(out, "models_benchmark.md"), table + "\n")
-    if any(_ok(r) for r in rows):
-        plot_time_vs_n(rows, os.path.join(out, "models_time_vs_n.png"))
+    first = _real_fraction(dict(real_fraction=args.real_fractions[0]))
+    if any(_ok(r) for r in rows):  # one curve per model: the first kind of batch
+        plot_time_vs_n([r for r in rows if _real_fraction(r) == first], os.path.join(out, "models_time_vs_n.png"))
     print(table)
     logger.info(f"wrote {csv_path}, models_benchmark.md and models_time_vs_n.png in {out}")
     return 1 if any(r["status"].startswith("error") for r in rows) else 0

@@ -67,6 +67,11 @@ class PaddingPacker:
     (``padding_order``) runs once per forward and each layer only gathers its own input. The
     cache is keyed on the mask tensor object (and its version counter, so an in-place change is
     seen); the encoder calls ``clear`` after each forward so that nothing outlives it.
+
+    Under ``torch.compile`` the cache is bypassed and each layer sorts: the compiler cannot guard
+    on a version counter (the graph would break at every layer), and a (B, n) sort is nothing
+    beside a layer's products. In training, AOT autograd's common-subexpression elimination (with
+    inductor's partitioner) merges the layers' identical sorts into one anyway.
     """
 
     def __init__(self):
@@ -80,6 +85,8 @@ class PaddingPacker:
     def __call__(self, x: Tensor, padding_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         if padding_mask is None:
             return x, None
+        if torch.compiler.is_compiling():
+            return pack_padding(x, padding_mask)
         version = _version(padding_mask)
         if self._order is None or padding_mask is not self._mask or version != self._version:
             self._order = padding_order(padding_mask)
