@@ -21,6 +21,8 @@ Data loading, blocking and masking are fairseq's (``MaskedLMTask``, ``MaskTokens
   positions drawn with a fixed seed (``--mask-only-seed``, not the training seed), so every run at
   one n is scored on the same positions. Its ``ppl`` is the perplexity at ``<mask>``, the number
   that shows a model uses its context; the training data and loss are untouched;
+* ``--block-length-schedule``: sequence-length warm-up (BERT's short blocks first), by cutting each
+  training batch's blocks into shorter pieces (``block_length_schedule``);
 * ``context_free_tables``: the training set's token counts and the masking probabilities, from
   which the criterion logs the context-free floors in validation (``criterions/context_free_floors``);
 * the default criterion is ``masked_lm_with_accuracy`` (fairseq's loss plus masked-token
@@ -44,6 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..criterions.context_free_floors import replacement_probs, token_counts, unigram_log_probs
 from ..dictionaries import check_shard_dictionaries
+from .block_length_schedule import block_length_at, parse_schedule, split_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
         default=None,
         metadata={"help": "the masking rate of validation and test splits (default: --mask-prob). Set it "
                   "to 0.15 to score a run trained with another --mask-prob on RoBERTa's metric"},
+    )
+    block_length_schedule: str = field(
+        default="",
+        metadata={"help": "sequence-length warm-up: LENGTH:UNTIL_UPDATE[,...], e.g. 128:2000 trains on the blocks "
+                  "cut into pieces of 128 tokens before update 2000, then on whole blocks (BERT's 128-then-512); "
+                  "the same tokens, masks and order (tasks/block_length_schedule.py)"},
     )
     mask_only_seed: int = field(
         default=1,
@@ -111,6 +120,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         super().__init__(cfg, dictionary)
         self._word_starts = None
         self._context_free_tables = None
+        self.block_lengths = parse_schedule(cfg.block_length_schedule)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -161,6 +171,12 @@ class LinformerMaskedLMTask(MaskedLMTask):
             target_dataset = RightPadDataset(tgt_dataset, pad_idx=self.source_dictionary.pad())
             dataset = self._regular_dataset(src_dataset, target_dataset)
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        length = block_length_at(self.block_lengths, update_num)
+        if length is not None and sample:
+            sample = split_blocks(sample, length, self.source_dictionary.pad())
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def context_free_tables(self) -> dict:
         """The arguments of ``context_free_floors.floor_log_probs`` for this data and masking: log u from
