@@ -1,0 +1,33 @@
+"""Sequence-length warm-up: the schedule's grammar, and cutting a batch keeps every token, mask and target."""
+
+import pytest
+import torch
+
+from linformer_fairseq.tasks.block_length_schedule import block_length_at, parse_schedule, split_blocks
+
+PAD = 1
+
+
+def test_schedule_grammar_and_lookup():
+    schedule = parse_schedule("128:2000,256:3000")
+    assert schedule == [(128, 2000), (256, 3000)]
+    assert [block_length_at(schedule, u) for u in (0, 1999, 2000, 2999, 3000, 10**6)] == [128, 128, 256, 256, None, None]
+    assert parse_schedule("") == [] and block_length_at([], 0) is None
+    for bad in ("128", "128:x", "256:3000,128:4000", "128:3000,256:2000", "1:10"):
+        with pytest.raises(ValueError, match="--block-length-schedule"):
+            parse_schedule(bad)
+
+
+def test_cutting_keeps_tokens_targets_and_order_and_drops_only_padding():
+    tokens = torch.tensor([[0, 5, 6, 7, 8, 9, 10, 2], [0, 11, 12, 2, PAD, PAD, PAD, PAD]])
+    target = torch.tensor([[PAD, 5, PAD, PAD, 8, PAD, PAD, PAD], [PAD, PAD, 12, PAD, PAD, PAD, PAD, PAD]])
+    sample = {"id": torch.tensor([3, 4]), "nsentences": 2, "ntokens": 12,
+              "net_input": {"src_tokens": tokens, "src_lengths": torch.tensor([8, 4])}, "target": target}
+    cut = split_blocks(sample, 3, PAD)
+    assert cut["net_input"]["src_tokens"].tolist() == [[0, 5, 6], [7, 8, 9], [10, 2, PAD], [0, 11, 12], [2, PAD, PAD]]
+    assert cut["target"].tolist() == [[PAD, 5, PAD], [PAD, 8, PAD], [PAD, PAD, PAD], [PAD, PAD, 12], [PAD, PAD, PAD]]
+    assert cut["net_input"]["src_lengths"].tolist() == [3, 3, 2, 3, 1]
+    assert cut["nsentences"] == 5 and cut["ntokens"] == 12
+    real = tokens[tokens.ne(PAD)]
+    assert torch.equal(cut["net_input"]["src_tokens"][cut["net_input"]["src_tokens"].ne(PAD)], real)
+    assert split_blocks(sample, 8, PAD) is sample  # blocks no longer than the length are left alone
