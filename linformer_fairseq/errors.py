@@ -1,14 +1,19 @@
-"""The plugin's own errors: a message that says it all, printed as one line.
+"""The project's errors: a message that says it all, printed as one line.
 
 Every error a user can fix (a corrupt checkpoint, data prepared with another dictionary or for
-another task, an empty text, an output directory another process is writing) is a
-:class:`LinformerError` whose message names the file, line or flag at fault and what to do. The
-plugin installs :func:`excepthook` when it is imported, so ``fairseq-train --user-dir ...`` and the
-launchers' ``fairseq-hydra-train`` print ``error: MESSAGE`` for these instead of a traceback; every
-other exception keeps its traceback.
+another task, an empty text, an output directory another process is writing, a launch setting
+that cannot work, a bad row of data) is a :class:`LinformerError` whose message names the file,
+line or flag at fault and what to do. Each room that has errors of its own derives them from it
+(``checkpoints.repair.CheckpointRepairError``, ``compat.patch.IncompatibleFairseq``,
+``launch.stages.StageFailed``, ``results``' and ``replication``'s errors, data preparation's
+``DataPrepError``). The tools print them with :func:`print_error`; the plugin installs
+:func:`excepthook` when it registers, so ``fairseq-train --user-dir ...`` and the launchers'
+``fairseq-hydra-train`` print ``error: MESSAGE`` for these instead of a traceback. Every other
+exception is a bug and keeps its traceback.
 """
 
 import sys
+from typing import Optional
 
 
 class LinformerError(Exception):
@@ -23,6 +28,10 @@ class DataMismatch(LinformerError):
     """A model and data that do not belong together (another dictionary, another task)."""
 
 
+class MissingFile(LinformerError, FileNotFoundError):
+    """A file the user was to provide (a dictionary of a data directory, a checkpoint) is not there."""
+
+
 class DirectoryLocked(LinformerError):
     """Another process is writing the same output directory."""
 
@@ -31,8 +40,21 @@ class EmptyText(LinformerError, ValueError):
     """An empty text where a sentence is needed."""
 
 
+class OptionError(LinformerError, ValueError):
+    """Model options that contradict each other, or a checkpoint whose shapes they cannot take."""
+
+
+class LaunchError(LinformerError, ValueError):
+    """A launch setting that cannot work; the message names the setting and what was expected."""
+
+
 def one_line(error: BaseException) -> str:
     return f"error: {error}"
+
+
+def print_error(error: LinformerError, tool: Optional[str] = None) -> None:
+    """``TOOL: error: MESSAGE`` (or ``error: MESSAGE``) on stderr."""
+    print(f"{tool}: {one_line(error)}" if tool else one_line(error), file=sys.stderr)
 
 
 def excepthook(kind, error, traceback):

@@ -14,8 +14,8 @@ import torch
 from fairseq.dataclass.configs import CommonConfig, DistributedTrainingConfig
 from omegaconf import OmegaConf
 
-from linformer_fairseq.cli.paths import PLUGIN_DIR
-from linformer_fairseq.compat import broadcast, cpu_distributed
+from linformer_fairseq.compat import cpu_distributed, multi_worker_resume
+from linformer_fairseq.paths import PLUGIN_DIR
 from tests.cli_runner import run
 
 # Runs fairseq-train's entry point unchanged; the hook only records, per rank, the parameters before
@@ -194,4 +194,4 @@ def test_fairseq_entry_points_see_the_cpu_overrides():
 
     assert distributed_utils.call_main is cpu_distributed.call_main
     assert models.DistributedFairseqModel is cpu_distributed.DistributedFairseqModel
-    assert distributed_utils._broadcast_object_slow is broadcast._broadcast_object_slow
+    assert distributed_utils._broadcast_object_slow is multi_worker_resume._broadcast_object_slow

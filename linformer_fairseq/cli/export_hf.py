@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from .logs import setup_logging
+from ..launch.console import setup_logging
 
 
 def main(argv=None) -> int:
