@@ -7,14 +7,14 @@ shard only, so a shard binarized with another dictionary trains on wrong ids wit
     linformer-check-shards OUT/data-bin/shard0:OUT/data-bin/shard1
     from linformer_data_prep.check_shards import check_shards; check_shards(data_path)
 """
-import argparse
 import sys
 from pathlib import Path
 from typing import List, Union
 
 from linformer_fairseq.atomic_files import is_complete
 from linformer_fairseq.dictionaries import check_shard_dictionaries
-from linformer_fairseq.errors import LinformerError, print_error
+from linformer_fairseq.errors import LinformerError, reports_errors
+from linformer_fairseq.launch.console import tool_parser
 
 from .errors import DataPrepError
 
@@ -51,15 +51,12 @@ def check_shards(data_path: Union[str, List[str]], require_valid: bool = True, r
     return shards
 
 
+@reports_errors()
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-check-shards", description=__doc__.splitlines()[0])
+    parser = tool_parser("linformer-check-shards", __doc__)
     parser.add_argument("data_path", help="colon-joined shard directories, e.g. the content of OUT/data-bin/DATA_PATH")
     args = parser.parse_args(argv)
-    try:
-        shards = check_shards(args.data_path)
-    except LinformerError as error:
-        print_error(error)
-        return 1
+    shards = check_shards(args.data_path)
     print(f"ok: {len(shards)} shard(s) share {shards[0] / 'dict.txt'}")
     return 0
 

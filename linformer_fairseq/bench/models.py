@@ -32,6 +32,7 @@ would run longer than ``point_budget`` seconds is stopped and recorded as ``too 
 step's time; a process that outlives ``point_budget`` plus a margin is killed (``timeout``).
 """
 
+import csv
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-from ..atomic_files import atomic_write_text
+from ..atomic_files import atomic_open, atomic_write_text
 from ..paths import PLUGIN_DIR
 from .measure import device_name, is_out_of_memory, tracked_peak
 
@@ -58,6 +59,9 @@ SMALL_GRID = dict(ns=(64, 128), train_ns=(128,), ks=(16,), tokens=512, train_tok
                   size_args=("--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
                              "--encoder-attention-heads", "4"))
 MASK_FRACTION = 0.15
+CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_tokens", "padded_tokens", "threads", "device", "time_ms",
+              "tokens_per_s", "peak_tracked_mib", "step_added_mib", "peak_rss_mib", "import_rss_mib", "parameters",
+              "first_step_s", "memory_limit_gib", "status"]
 KILL_MARGIN_S = 120  # a point process gets --point-budget plus this before it is killed
 
 
@@ -275,10 +279,15 @@ def point_specs(args, data: str) -> List[dict]:
     return specs
 
 
+def write_csv(path: str, rows: List[dict]) -> None:
+    with atomic_open(path) as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def run_grid(specs: List[dict], out: str) -> List[dict]:
     """Every point in its own process, ``OUT/models_benchmark.csv`` rewritten after each."""
-    from .models_report import write_csv
-
     rows: List[dict] = []
     csv_path = os.path.join(out, "models_benchmark.csv")
     for spec in specs:

@@ -1,27 +1,15 @@
 """The whole-model benchmark's CSV, tables (every model's time, tokens/s and memory; the ratios
 ours / roberta) and figure (seconds per step against n)."""
 
-import csv
 import datetime
 import os
 import shlex
 from typing import List, Optional, Sequence, Tuple
 
-from ..atomic_files import atomic_open, atomic_write_text
+from ..atomic_files import atomic_write_text
 from .measure import cpu_model
 from .models import MODES, model_label
 from .plots import plot_against_n
-
-CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_tokens", "padded_tokens", "threads", "device", "time_ms",
-              "tokens_per_s", "peak_tracked_mib", "step_added_mib", "peak_rss_mib", "import_rss_mib", "parameters",
-              "first_step_s", "memory_limit_gib", "status"]
-
-
-def write_csv(path: str, rows: List[dict]) -> None:
-    with atomic_open(path) as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _ok(row: Optional[dict]) -> bool:

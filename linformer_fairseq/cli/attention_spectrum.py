@@ -8,17 +8,17 @@ Writes DIR/spectrum.csv, spectrum.png and spectrum.json and prints, per layer, h
 largest singular values hold 90% of the spectrum (the method: linformer_fairseq/replication/spectrum.py).
 """
 
-import argparse
 import os
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..replication.spectrum import attention_spectrum, summary, write_outputs
 
 
+@reports_errors("attention-spectrum")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-attention-spectrum", description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-attention-spectrum", __doc__)
     parser.add_argument("checkpoint", help="a RoBERTa or Linformer masked-LM checkpoint (.pt)")
     parser.add_argument("data", help="binarized data directory (OUT/data-bin/shard0), colon-joined directories, or a DATA_PATH file")
     parser.add_argument("--out", required=True, help="directory for spectrum.csv, spectrum.png and spectrum.json")
@@ -30,11 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is available")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        result = attention_spectrum(args.checkpoint, args.data, args.split, args.sentences, args.max_length, args.cpu)
-    except LinformerError as error:
-        print_error(error, "attention-spectrum")
-        return 1
+    result = attention_spectrum(args.checkpoint, args.data, args.split, args.sentences, args.max_length, args.cpu)
     write_outputs(result, args.out)
     print(summary(result))
     print(f"-> {os.path.join(args.out, 'spectrum.csv')}, spectrum.png, spectrum.json")

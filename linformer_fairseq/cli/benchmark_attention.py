@@ -35,11 +35,11 @@ from ..bench.attention import FULL_ATTENTION, METHODS, MODES, PAPER_GRID, SMALL_
 from ..bench.attention_tables import write_report
 from ..bench.flops import flop_table, plot_flops_vs_n
 from ..bench.options import positive_ints, with_progress
+from ..launch.console import tool_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-benchmark-attention", __doc__)
     parser.add_argument("--flops", action="store_true",
                         help="count FLOPs instead: OUT/flop_table.md and OUT/flops_vs_n.png (no timing)")
     parser.add_argument("--small", action="store_true", help="tiny CPU grid in float32, seconds (tests, smoke checks)")

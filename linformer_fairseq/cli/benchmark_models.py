@@ -25,15 +25,13 @@ from ..atomic_files import atomic_write_json
 from ..bench.models import BASE_GRID, MODES, SMALL_GRID, measure_point, point_specs, run_grid, write_dictionary
 from ..bench.models_report import report_header, write_report
 from ..bench.options import positive_ints
-from ..launch.console import setup_logging
+from ..launch.console import setup_logging, tool_parser
 
 logger = logging.getLogger("linformer_fairseq.bench.models")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="linformer-benchmark-models", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-benchmark-models", __doc__)
     parser.add_argument("--out", help="output directory (required)")
     parser.add_argument("--small", action="store_true", help="2 layers of 64, n = 64,128, k = 16, 1 thread: "
                         "seconds per point, for tests; its times mean nothing")

@@ -15,18 +15,16 @@ Output in ``--out DIR``: ``DIR/data/nN/``, ``DIR/runs/METHOD_nN/{train.log,tb/}`
 training" is kept. Precision: fp16 on a GPU, fp32 on the CPU (``--cpu``, also chosen when no GPU is visible).
 """
 
-import argparse
 import os
 import sys
 
 from ..bench.options import positive_ints
 from ..bench.training import FULL, METHODS, SMALL, benchmark, write_report
-from ..launch.console import setup_logging
+from ..launch.console import setup_logging, tool_parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-benchmark-training", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-benchmark-training", __doc__)
     parser.add_argument("--small", action="store_true", help="CPU smoke run: 2 layers of 64, n = 64,128, k = 16, "
                         "1024 tokens per batch, 8 updates (under a minute); its numbers only show that it works")
     parser.add_argument("--out", help="results directory (default work_dirs/benchmark_training[_small])")

@@ -10,25 +10,22 @@ best; the best run of the grid is a separate row; IMDB is scored on its official
 unfinished runs are listed, never counted (the rule in full: linformer_fairseq/results/table2.py).
 """
 
-import argparse
 import os
 import sys
 
-from ..errors import LinformerError, print_error
+from ..errors import reports_errors
+from ..launch.console import tool_parser
 from ..results.table2_report import collect
 
 
+@reports_errors("collect-results")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-collect-results", __doc__)
     parser.add_argument("runs_dir", help="directory holding run directories (searched recursively)")
     parser.add_argument("--out", help="where to write results.md, results.csv, curves.png (default: RUNS_DIR)")
     parser.add_argument("--paper", help="the paper's numbers (default: configs/paper_table2.csv)")
     args = parser.parse_args(argv)
-    try:
-        rows = collect(args.runs_dir, args.out, args.paper)
-    except LinformerError as error:
-        print_error(error, "collect-results")
-        return 1
+    rows = collect(args.runs_dir, args.out, args.paper)
     out = args.out or args.runs_dir
     print(f"{len(rows)} rows -> {os.path.join(out, 'results.md')}, results.csv, curves.png")
     return 0

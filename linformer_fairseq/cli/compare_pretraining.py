@@ -8,26 +8,21 @@ validation loss, perplexity and masked-token accuracy, training words/s) and dra
 DIR/pretraining_curves.png (training loss, validation loss and perplexity against updates).
 """
 
-import argparse
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..replication.pretraining_runs import compare
 
 
+@reports_errors("compare-pretraining")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-compare-pretraining", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-compare-pretraining", __doc__)
     parser.add_argument("runs", nargs="+", metavar="SAVE_DIR[=LABEL]")
     parser.add_argument("--out", required=True, help="directory for pretraining.md/.csv/_curves.png")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        print(compare(args.runs, args.out))
-    except LinformerError as error:
-        print_error(error, "compare-pretraining")
-        return 1
+    print(compare(args.runs, args.out))
     return 0
 
 

@@ -6,16 +6,17 @@ Writes JSON with the accuracy in percent, the counts, the checkpoint's update co
 per example (linformer_fairseq/results/evaluate.py describes it).
 """
 
-import argparse
 import sys
 
 from ..atomic_files import atomic_write_json
-from ..errors import LinformerError, print_error
+from ..errors import reports_errors
+from ..launch.console import tool_parser
 from ..results.evaluate import evaluate
 
 
+@reports_errors("evaluate")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-evaluate", __doc__)
     parser.add_argument("checkpoint", help="fine-tuned checkpoint (e.g. RUN_DIR/checkpoints/checkpoint_best.pt)")
     parser.add_argument("data_dir", help="linformer-prepare-finetune output directory")
     parser.add_argument("--split", default="valid", help="split to score (default: valid)")
@@ -23,11 +24,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is available")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate(args.checkpoint, args.data_dir, args.split, args.batch_size, args.cpu)
-    except LinformerError as error:
-        print_error(error, "evaluate")
-        return 1
+    result = evaluate(args.checkpoint, args.data_dir, args.split, args.batch_size, args.cpu)
     atomic_write_json(args.out, result, indent=1)
     print(f"{args.split}: accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']}) -> {args.out}")
     return 0

@@ -31,8 +31,8 @@ import os
 import signal
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..launch.finetune import launch
 from ..launch.finetune_plan import TASKS
 
@@ -41,9 +41,9 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@reports_errors("finetune")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-finetune", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-finetune", __doc__)
     parser.add_argument("task", choices=TASKS)
     parser.add_argument("checkpoint", help="the pretrained checkpoint")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="hydra overrides")
@@ -51,11 +51,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     signal.signal(signal.SIGTERM, _interrupt)  # a scancel or a Slurm requeue marks the run interrupted
-    try:
-        return launch(args.task, args.checkpoint, args.overrides, os.environ, args.verbose)
-    except LinformerError as error:
-        print_error(error, "finetune")
-        return 1
+    return launch(args.task, args.checkpoint, args.overrides, os.environ, args.verbose)
 
 
 if __name__ == "__main__":

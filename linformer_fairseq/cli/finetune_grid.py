@@ -21,36 +21,31 @@ Environment (space-separated lists):
   CONFIG, CPU, PRECISION, NPROC_PER_NODE: as for linformer-finetune
 """
 
-import argparse
 import os
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..launch.finetune_grid import grid, run_index
 
 
+@reports_errors("finetune-grid", status=2)
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-finetune-grid", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-finetune-grid", __doc__)
     parser.add_argument("checkpoint", nargs="?", help="the pretrained checkpoint (in an array task)")
     parser.add_argument("--print-array", action="store_true", help="print sbatch's --array option for the grid")
     parser.add_argument("--list", action="store_true", help="list index, task, seed and lr of every run")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        runs = grid(os.environ)
-        if args.print_array:
-            print(f"--array=0-{len(runs) - 1}")
-        elif args.list:
-            print("\n".join(f"{i} {task} {seed} {lr}" for i, (task, seed, lr) in enumerate(runs)))
-        elif args.checkpoint:
-            return run_index(args.checkpoint, os.environ)
-        else:
-            parser.error("give CHECKPOINT (in an array task), --print-array or --list")
-    except LinformerError as error:
-        print_error(error, "finetune-grid")
-        return 2
+    runs = grid(os.environ)
+    if args.print_array:
+        print(f"--array=0-{len(runs) - 1}")
+    elif args.list:
+        print("\n".join(f"{i} {task} {seed} {lr}" for i, (task, seed, lr) in enumerate(runs)))
+    elif args.checkpoint:
+        return run_index(args.checkpoint, os.environ)
+    else:
+        parser.error("give CHECKPOINT (in an array task), --print-array or --list")
     return 0
 
 

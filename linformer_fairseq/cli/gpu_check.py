@@ -17,19 +17,16 @@ ratio and PASS, FAIL or NOT RUN. Exit status 0 when every target passed, 1 other
 when its pipeline ran); 2 when there is no GPU.
 """
 
-import argparse
 import os
 import sys
 
 from ..bench.gpu_check import dry_run_plan, gpu_plan, run
-from ..launch.console import setup_logging
+from ..launch.console import setup_logging, tool_parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="linformer-gpu-check", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-gpu-check", __doc__)
     parser.add_argument("--out", required=True, help="folder for every output (created)")
     parser.add_argument("--dry-run", action="store_true", help="no GPU needed: write the plan and run the smallest "
                         "point of each part on the CPU at tiny size (about a minute)")

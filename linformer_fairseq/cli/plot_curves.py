@@ -5,26 +5,23 @@ a line per run (dashed when the run did not finish).
     linformer-plot-curves RUNS_DIR_OR_RUN_DIR [...] --out curves.png
 """
 
-import argparse
 import sys
 
-from ..errors import LinformerError, print_error
+from ..errors import reports_errors
+from ..launch.console import tool_parser
 from ..results.curves import ResultsError, find_run_dirs, plot_curves
 
 
+@reports_errors("plot-curves")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-plot-curves", __doc__)
     parser.add_argument("paths", nargs="+", help="run directories (with run.json) or directories holding them")
     parser.add_argument("--out", required=True, help="PNG to write")
     args = parser.parse_args(argv)
-    try:
-        run_dirs = find_run_dirs(args.paths)
-        if not run_dirs:
-            raise ResultsError(f"no run.json (written by scripts/finetune.sh) under {', '.join(args.paths)}")
-        drawn = plot_curves(run_dirs, args.out)
-    except LinformerError as error:
-        print_error(error, "plot-curves")
-        return 1
+    run_dirs = find_run_dirs(args.paths)
+    if not run_dirs:
+        raise ResultsError(f"no run.json (written by scripts/finetune.sh) under {', '.join(args.paths)}")
+    drawn = plot_curves(run_dirs, args.out)
     print(f"curves of {drawn} run(s) -> {args.out}")
     return 0
 

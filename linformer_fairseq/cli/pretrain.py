@@ -28,14 +28,14 @@ import argparse
 import os
 import sys
 
-from ..errors import LinformerError, print_error
+from ..errors import reports_errors
 from ..launch import pretrain
-from ..launch.console import setup_logging
+from ..launch.console import setup_logging, tool_parser
 
 
+@reports_errors("pretrain", status=2)
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-pretrain", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-pretrain", __doc__)
     parser.add_argument("config")
     parser.add_argument("data")
     parser.add_argument("save_dir")
@@ -43,11 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true", help="copy fairseq's log to the console too")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        return pretrain.run(args.config, args.data, args.save_dir, args.overrides, os.environ, args.verbose)
-    except LinformerError as error:
-        print_error(error, "pretrain")
-        return 2
+    return pretrain.run(args.config, args.data, args.save_dir, args.overrides, os.environ, args.verbose)
 
 
 if __name__ == "__main__":

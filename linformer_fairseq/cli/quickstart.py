@@ -13,18 +13,16 @@ not what Linformer can do.
 Environment: PRETRAIN_UPDATES, FINETUNE_UPDATES (defaults 300 and 120; --fast: 20 and 6).
 """
 
-import argparse
 import os
 import sys
 
-from ..launch.console import setup_logging
+from ..launch.console import setup_logging, tool_parser
 from ..launch.quickstart import run
 from ..paths import REPOSITORY
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-quickstart", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-quickstart", __doc__)
     parser.add_argument("--clean", action="store_true", help="start over (delete OUT first)")
     parser.add_argument("--fast", action="store_true", help="fewest updates (the test suite's setting)")
     parser.add_argument("--out", default=os.path.join(REPOSITORY, "quickstart_output"), help="where everything goes")

@@ -21,19 +21,18 @@ Each run is ``linformer-pretrain`` with the row name of its model (e.g. small_n5
 preset's schedule as overrides; ``--list`` prints those commands, e.g. to submit them with Slurm.
 """
 
-import argparse
 import os
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..paths import REPOSITORY
 from ..replication.pipeline import run
 
 
+@reports_errors("replicate", status=2)
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-replicate", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-replicate", __doc__)
     parser.add_argument("--preset", default="cpu", help="cpu (default), gpu, cluster, or a YAML file")
     parser.add_argument("--fast", action="store_true", help="the test suite's preset: every stage, tiny, in minutes")
     parser.add_argument("--out", help="where everything goes (default: replication_output/PRESET in the repository)")
@@ -43,11 +42,7 @@ def main(argv=None) -> int:
     preset = "fast" if args.fast else args.preset
     out = os.path.abspath(args.out or os.path.join(REPOSITORY, "replication_output", os.path.basename(preset)))
     resume = f"bash scripts/replicate.sh {'--fast' if args.fast else '--preset ' + preset} --out {out}"
-    try:
-        return run(preset, out, args.list, resume)
-    except LinformerError as error:
-        print_error(error, "replicate")
-        return 2
+    return run(preset, out, args.list, resume)
 
 
 if __name__ == "__main__":

@@ -7,24 +7,20 @@ ratio to RoBERTa's at the same n, masked-token accuracy, tokens/s, peak memory, 
 k_sweep.png and n_sweep.png (Figure 3); linformer_fairseq/replication/report.py describes each column.
 """
 
-import argparse
 import sys
 
-from ..errors import LinformerError, print_error
-from ..launch.console import setup_logging
+from ..errors import reports_errors
+from ..launch.console import setup_logging, tool_parser
 from ..replication.report import report
 
 
+@reports_errors("replication-report", status=2)
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-replication-report", description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-replication-report", __doc__)
     parser.add_argument("out", help="the output directory of linformer-replicate")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        print(report(args.out))
-    except LinformerError as error:
-        print_error(error, "replication-report")
-        return 2
+    print(report(args.out))
     return 0
 
 

@@ -6,6 +6,7 @@ font manager, PIL, fsspec, urllib3, ...) are raised to WARNING: details belong i
 the console.
 """
 
+import argparse
 import logging
 import sys
 import warnings
@@ -66,3 +67,11 @@ class RunConsole:
         if log:
             with open(self.log_path, "a") as handle:
                 handle.write(f"{self.tool}: {message}\n")
+
+
+def tool_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A tool's command line: its name, the first paragraph of its docstring as the description, and the
+    rest of the docstring, as written, after the options."""
+    description, _, rest = doc.strip().partition("\n\n")
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=rest or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
