@@ -69,6 +69,7 @@ from .sentencepiece_training import train_sentencepiece
 from .text_cleaning import CleaningConfig
 from .text_sources import DEFAULT_HUB_DATASETS, corpora_in
 from .tokenizer import Tokenizer
+from .vocabulary import dictionary_from_counts
 
 logger = logging.getLogger("linformer_data_prep.pretraining_corpus")
 
@@ -191,8 +192,6 @@ def _encode_splits(
 
 
 def _build_dictionary(out: Path, encoded_dir: Path, shards: int, tokenizer: Tokenizer) -> None:
-    from .vocabulary import dictionary_from_counts
-
     total: Counter = Counter()
     for i in range(shards):
         total.update(json.loads((encoded_dir / f"train.shard{i}.counts.json").read_text(encoding="utf-8")))

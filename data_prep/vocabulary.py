@@ -10,10 +10,11 @@ It is built once, then handed to ``fairseq-preprocess --srcdict`` for every shar
 from collections import Counter
 from typing import Iterable
 
-from fairseq.data import Dictionary
 
+def dictionary_from_counts(token_counts: Counter, vocabulary: Iterable[str], padding_factor: int = 8):
+    """A ``fairseq.data.Dictionary`` (fairseq is imported here: building it is part of binarizing)."""
+    from fairseq.data import Dictionary
 
-def dictionary_from_counts(token_counts: Counter, vocabulary: Iterable[str], padding_factor: int = 8) -> Dictionary:
     dictionary = Dictionary()
     for token in vocabulary:
         dictionary.add_symbol(token, n=token_counts.get(token, 0))
