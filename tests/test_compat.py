@@ -20,7 +20,9 @@ def test_applying_the_patches_again_changes_nothing(tmp_path):
     compat.apply()
     compat.apply()
     path = tmp_path / "checkpoint_last.pt"
-    checkpoint_utils.torch_persistent_save({"model": {"w": torch.ones(2)}}, str(path))
+    state = {"model": {"w": torch.ones(2)}, "args": None, "cfg": None, "extra_state": {"train_iterator": {"epoch": 1}},
+             "optimizer_history": [{"num_updates": 1, "lr_scheduler_state": {"best": 0.0}}]}
+    checkpoint_utils.torch_persistent_save(state, str(path))
     assert len(read_checksums(path)) == 1
     assert checkpoint_utils.load_checkpoint_to_cpu(str(path))["model"]["w"].tolist() == [1.0, 1.0]
     path.write_bytes(path.read_bytes()[:100])
