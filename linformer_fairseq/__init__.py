@@ -5,7 +5,7 @@
 Importing it registers the ``linformer_roberta`` model and architectures, the ``linformer_masked_lm``
 task and its criterion, and applies the plugin's changes to fairseq (:mod:`linformer_fairseq.plugin`),
 as soon as fairseq is loaded: at once under ``--user-dir`` (fairseq imports the plugin), and, when
-fairseq is not imported yet, right after its import. So importing one of the light modules (the
+fairseq is not imported yet, at the end of the import that brings it in. So importing one of the light modules (the
 errors, atomic files, fingerprints, the launchers' console) costs neither fairseq nor torch, and
 data preparation stays light unless it binarizes.
 
@@ -18,7 +18,7 @@ The rooms, from the model up (docs/architecture.md draws them):
   replication/   the replication of the paper's findings: runs, report, spectra, comparisons
   bench/         attention, whole-model and training benchmarks, the GPU check, their plots
   hf_export/     export to Hugging Face transformers
-  cli/           entry points only: parse arguments, call the rooms above
+  cli/           entry points only: parse arguments, call the rooms listed above
 """
 
 import importlib.abc

@@ -137,12 +137,6 @@ def atomic_write_json(path: PathLike, obj, **dump_options) -> None:
         handle.write("\n")
 
 
-def atomic_copy(source: PathLike, destination: PathLike) -> None:
-    """Copy ``source`` to ``destination`` so that ``destination`` is never seen half-copied."""
-    with open(source, "rb") as reader, atomic_open(destination, "wb") as writer:
-        shutil.copyfileobj(reader, writer, 1 << 20)
-
-
 def atomic_savefig(fig, path: PathLike, **savefig_options) -> None:
     """``fig.savefig(path, ...)``, atomically. The format defaults to the extension of ``path``."""
     extension = os.path.splitext(str(path))[1][1:]
