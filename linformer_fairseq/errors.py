@@ -26,7 +26,7 @@ class CheckpointError(LinformerError):
     """A checkpoint file that cannot be used: missing, empty, truncated, corrupted or unsafe."""
 
 
-class DataMismatch(LinformerError):
+class DataMismatch(LinformerError, ValueError):
     """A model and data that do not belong together (another dictionary, another task)."""
 
 

@@ -252,7 +252,7 @@ def test_models_point_over_its_memory_cap_is_recorded_as_out_of_memory(tmp_path)
     (["--out", "x", "--ns", "500"], "--tokens 8192 must be a multiple of every n"),
     (["--out", "x", "--models", "roberta,bert"], "--models: unknown bert"),
     (["--out", "x", "--small", "--ks", "100"], "k must be at most n"),
-    (["--small"], "the following arguments are required: --out"),
+    (["--small"], "--out DIR is required"),
 ])
 def test_models_benchmark_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):

@@ -171,6 +171,7 @@ def _rss_mib() -> float:
 def measure_point(spec: dict) -> dict:
     """Build one model and time ``spec["mode"]`` steps on one batch; runs in the point's own process."""
     import torch
+    from fairseq import optim, options, tasks  # noqa: F401  (imported before the cap: it is the point's, not fairseq's)
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
