@@ -10,7 +10,9 @@ setup(
     description="Linformer RoBERTa for fairseq: padding-correct linear attention, pretraining and GLUE fine-tuning",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["linformer_fairseq", "linformer_fairseq.*", "linformer_data_prep", "linformer_data_prep.*"]),
+    # the data preparation lives in data_prep/ and installs under its namespaced name
+    packages=[*find_packages(include=["linformer_fairseq", "linformer_fairseq.*"]), "linformer_data_prep"],
+    package_dir={"linformer_data_prep": "data_prep"},
     # the transformers code linformer-export-hf copies into each export (not a package of its own)
     package_data={"linformer_fairseq.hf_export": ["remote/*.py"]},
     python_requires=">=3.9",

@@ -8,18 +8,20 @@ on wrong ids without any error.
 import itertools
 import os
 
+from .errors import DataMismatch, MissingFile
+
 
 def check_shard_dictionaries(paths):
     """Every shard's dict.txt must be byte-identical to the first shard's."""
     first = os.path.join(paths[0], "dict.txt")
     if not os.path.isfile(first):
-        raise FileNotFoundError(f"--data {paths[0]}: no dict.txt in the first data directory ({first})")
+        raise MissingFile(f"--data {paths[0]}: no dict.txt in the first data directory ({first})")
     with open(first, "rb") as f:
         expected = f.read()
     for path in paths[1:]:
         other = os.path.join(path, "dict.txt")
         if not os.path.isfile(other):
-            raise FileNotFoundError(f"--data shard {path}: no dict.txt ({other}); every shard needs the "
+            raise MissingFile(f"--data shard {path}: no dict.txt ({other}); every shard needs the "
                                     f"dictionary of the first, {first}")
         with open(other, "rb") as f:
             found = f.read()
@@ -28,7 +30,7 @@ def check_shard_dictionaries(paths):
                                           found.decode("utf-8", "replace").splitlines())
             line, (want, got) = next(((n, p) for n, p in enumerate(pairs, 1) if p[0] != p[1]),
                                      (0, ("(same lines)", "(different line endings or bytes)")))
-            raise ValueError(f"--data shard {path}: {other} differs from {first} at line {line} "
+            raise DataMismatch(f"--data shard {path}: {other} differs from {first} at line {line} "
                              f"({got!r} instead of {want!r}); all shards must be binarized with the "
                              "same dictionary (fairseq-preprocess --srcdict)")
 
@@ -113,8 +115,6 @@ def check_model_data(state, checkpoint, dictionary, data, compare_task: bool = T
     A checkpoint without a recorded fingerprint (written without the plugin, or before it recorded
     one) is compared by size only, with a warning."""
     import logging
-
-    from .errors import DataMismatch
 
     dict_file = data_dictionary_file(data)
     record = ((state.get("extra_state") or {}).get(DATA_RECORD)) or {}

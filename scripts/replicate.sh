@@ -4,7 +4,7 @@
 #
 #   bash scripts/replicate.sh [--preset cpu|gpu|cluster|FILE.yaml] [--fast] [--out DIR] [--list]
 #
-# Sets up .venv (or VENV) like the quick start, then runs linformer_fairseq/cli/replicate.py (--help).
+# Sets up .venv (or VENV) like the quick start, then runs linformer-replicate (linformer_fairseq/cli/replicate.py, --help).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export VENV=${VENV:-$root/.venv}

@@ -62,7 +62,7 @@ def test_offloading_implies_checkpointing_and_unwraps(data_dir):
 
 def peak_training_bytes(data_dir, *flags, n=256, batch=8):
     """Bytes of tensor storage a forward + backward adds at its peak (PyTorch's MemTracker)."""
-    from linformer_fairseq.cli.benchmark_attention import peak_step_memory_bytes
+    from linformer_fairseq.bench.measure import peak_step_memory_bytes
 
     torch.manual_seed(0)
     model, task = build_model(data_dir, "--max-positions", n, "--tokens-per-sample", n, "--compressed-dim", 32,

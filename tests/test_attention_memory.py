@@ -11,7 +11,8 @@ asserted. A small but representative configuration: d = 128, 4 heads, 4096 token
 import pytest
 import torch
 
-from linformer_fairseq.cli import benchmark_attention as bench
+from linformer_fairseq.bench import attention as bench
+from linformer_fairseq.bench.measure import peak_step_memory_bytes
 
 EMBED, HEADS, TOKENS = 128, 4, 4096
 
@@ -21,7 +22,7 @@ def peak_step_bytes(method, mode, n, k=None):
     layer = bench.build_layer(method, n, k, EMBED, HEADS).train(mode == "training")
     x = torch.randn(n, TOKENS // n, EMBED, requires_grad=mode == "training")
     step = bench.make_step(layer, x, mode)
-    return bench.peak_step_memory_bytes(step, torch.device("cpu"), layer, x)
+    return peak_step_memory_bytes(step, torch.device("cpu"), layer, x)
 
 
 @pytest.mark.parametrize("mode", bench.MODES)

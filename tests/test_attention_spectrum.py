@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 import torch
 
-from linformer_fairseq.cli.attention_spectrum import (
+from linformer_fairseq.replication.spectrum import (
     AttentionCapture,
     SpectrumError,
     choose_sentences,

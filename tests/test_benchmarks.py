@@ -12,8 +12,11 @@ import re
 import pytest
 import torch
 
-from linformer_fairseq.cli import benchmark_attention as bench
-from linformer_fairseq.cli import benchmark_models, benchmark_training
+from linformer_fairseq.bench import attention as bench
+from linformer_fairseq.bench import attention_tables
+from linformer_fairseq.bench import models as benchmark_models
+from linformer_fairseq.cli import benchmark_attention, benchmark_training
+from linformer_fairseq.cli import benchmark_models as benchmark_models_cli
 from tests.cli_runner import run
 
 
@@ -88,7 +91,7 @@ def test_out_of_memory_at_a_grid_point_is_recorded():
     assert row["status"] == "OOM" and row["time_ms"] == "" and row["peak_mem_mib"] == ""
     ok = bench.benchmark_point("linformer", "training", 64, 8, **kwargs)
     assert ok["status"] == "ok"
-    table = bench.markdown_tables([dict(ok, k=8), dict(row, method="sdpa_math", k="")], ["sdpa_math"])
+    table = attention_tables.markdown_tables([dict(ok, k=8), dict(row, method="sdpa_math", k="")], ["sdpa_math"])
     assert "| 64 | full OOM |" in table
 
     def build_broken(method, n, k, embed_dim, heads):
@@ -101,11 +104,11 @@ def test_out_of_memory_at_a_grid_point_is_recorded():
 @pytest.mark.parametrize("argv,message", [
     (["--out", "x", "--ns", "500", "--tokens", "1024"], "--tokens 1024 must be a multiple"),
     (["--out", "x", "--methods", "linformer,flash"], "--methods: unknown flash"),
-    (["--small"], "--out DIR is required"),
+    (["--small"], "the following arguments are required: --out"),
 ])
 def test_attention_script_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
-        bench.parse_args(argv)
+        benchmark_attention.parse_args(argv)
     assert message in capsys.readouterr().err
 
 
@@ -253,7 +256,7 @@ def test_models_point_over_its_memory_cap_is_recorded_as_out_of_memory(tmp_path)
 ])
 def test_models_benchmark_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
-        benchmark_models.parse_args(argv)
+        benchmark_models_cli.parse_args(argv)
     assert message in capsys.readouterr().err
 
 

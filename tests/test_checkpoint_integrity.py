@@ -12,9 +12,9 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 
-from linformer_fairseq import atomic_files
-from linformer_fairseq.atomic_files import checksum_path, read_checksums, verify_checksum
-from linformer_fairseq.cli.checkpoint_files import repair_run_checkpoints
+from linformer_fairseq.checkpoints import checksums
+from linformer_fairseq.checkpoints.checksums import checksum_path, read_checksums, verify_checksum
+from linformer_fairseq.checkpoints.repair import repair_run_checkpoints
 from linformer_fairseq.errors import CheckpointError
 from linformer_fairseq.fingerprints import sha256_file
 
@@ -82,7 +82,7 @@ def test_a_crash_between_checkpoint_and_checksum_never_makes_an_intact_file_look
     save(path, value=1.0)
     old_hash = sha256_file(path)
     writes = []
-    real_write, real_replace = atomic_files._write_checksums, os.replace
+    real_write, real_replace = checksums._write_checksums, os.replace
 
     def write_checksums(target, hashes):
         writes.append(list(hashes))
@@ -95,7 +95,7 @@ def test_a_crash_between_checkpoint_and_checksum_never_makes_an_intact_file_look
             raise KeyboardInterrupt("killed before the rename")
         real_replace(src, dst)
 
-    monkeypatch.setattr(atomic_files, "_write_checksums", write_checksums)
+    monkeypatch.setattr(checksums, "_write_checksums", write_checksums)
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(KeyboardInterrupt):
         save(path, value=2.0)

@@ -10,7 +10,8 @@ import statistics
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from linformer_fairseq.cli import collect_results, plot_curves
+from linformer_fairseq.results import curves as run_curves
+from linformer_fairseq.results import table2_report
 from tests.cli_runner import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +86,7 @@ def _row(rows, **key):
 def test_median_at_the_best_grid_point_is_the_main_number_and_best_of_grid_a_separate_row(grid, tmp_path):
     runs, sst2, others = grid
     out = tmp_path / "out"
-    collect_results.collect(str(runs), str(out))
+    table2_report.collect(str(runs), str(out))
     rows = _rows(out)
     ours = _row(rows, n=512, model="Linformer", k=128, sharing="headwise", arch="linformer_roberta_base")
     paper = [p for p in _paper() if (p["n"], p["model"], p["k"], p["sharing"]) == ("512", "Linformer", "128", "headwise")][0]
@@ -136,7 +137,7 @@ def test_imdb_column_is_test_accuracy_with_the_grid_point_chosen_on_valid(tmp_pa
         write_run(runs, f"imdb/lr2-s{seed}", "imdb", valid, lr=2e-05, seed=seed, test=test)
     write_run(runs, "imdb/untested", "imdb", 97.0, lr=3e-05)
     os.remove(runs / "imdb" / "untested" / "eval_test.json")  # finished, but never scored on test
-    collect_results.collect(str(runs), str(tmp_path / "out"))
+    table2_report.collect(str(runs), str(tmp_path / "out"))
     row = _row(_rows(tmp_path / "out"), n=512, model="Linformer", k=128, sharing="headwise", arch="linformer_roberta_base")
     assert float(row["imdb_lr"]) == 1e-05 and float(row["imdb_median"]) == 90.0  # the test median at lr 1e-5
     assert float(row["imdb_best"]) == 89.0  # the test accuracy of the best-on-valid run (96.0)
@@ -149,7 +150,7 @@ def test_a_model_fine_tuned_longer_than_pretrained_gets_its_own_row_without_pape
     runs = tmp_path / "runs"
     write_run(runs, "imdb512", "imdb", 90.0, n=1024, k=256, pretrained_n=512)
     write_run(runs, "imdb1024", "imdb", 91.0, n=1024, k=256)
-    collect_results.collect(str(runs), str(tmp_path / "out"))
+    table2_report.collect(str(runs), str(tmp_path / "out"))
     rows = [r for r in _rows(tmp_path / "out") if r["n"] == "1024" and r["k"] == "256" and r["sharing"] == "headwise"]
     extended = [r for r in rows if r["extended"] == "1"]
     native = [r for r in rows if r["extended"] == "0" and r["imdb_median"]]
@@ -168,7 +169,7 @@ def test_nan_or_missing_accuracies_are_incomplete_never_numbers(evaluation, why,
     runs = tmp_path / "runs"
     run_dir = write_run(runs, "bad", "sst2", 90.0)
     (run_dir / "eval_valid.json").write_text(json.dumps(evaluation))
-    collect_results.collect(str(runs), str(tmp_path / "out"))
+    table2_report.collect(str(runs), str(tmp_path / "out"))
     markdown = (tmp_path / "out" / "results.md").read_text()
     table, incomplete = markdown.split("## Incomplete runs")
     assert "nan" not in table.lower() and "| incomplete |" in table
@@ -178,7 +179,7 @@ def test_nan_or_missing_accuracies_are_incomplete_never_numbers(evaluation, why,
 def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "out"
-    collect_results.collect(str(runs), str(out))
+    table2_report.collect(str(runs), str(out))
     crashed = _row(_rows(out), n=512, model="Linformer", k=256, sharing="kv", arch="linformer_roberta_base")
     assert crashed["qnli_median"] == "" and crashed["qnli_incomplete"] == "1"
     markdown = (out / "results.md").read_text()
@@ -192,10 +193,10 @@ def test_incomplete_runs_are_listed_never_dropped(grid, tmp_path):
 def test_writes_validation_curves(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "out"
-    collect_results.collect(str(runs), str(out))
+    table2_report.collect(str(runs), str(out))
     png = (out / "curves.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
-    curves = plot_curves.read_curves(str(runs / "sst2" / "lr1e-05-s2"))
+    curves = run_curves.read_curves(str(runs / "sst2" / "lr1e-05-s2"))
     assert curves == {"accuracy": [(10, pytest.approx(87.5)), (20, pytest.approx(92.5))],
                       "loss": [(10, pytest.approx(0.6)), (20, pytest.approx(0.4))]}
 
@@ -222,8 +223,8 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "ok", "sst2", 90.0)
     bad = write_run(runs, "bad", "mnli", 80.0)
-    with pytest.raises(collect_results.ResultsError) as error:
-        collect_results.collect(str(runs), str(tmp_path / "out"))
+    with pytest.raises(run_curves.ResultsError) as error:
+        table2_report.collect(str(runs), str(tmp_path / "out"))
     assert str(bad / "run.json") in str(error.value) and "unknown task 'mnli'" in str(error.value)
     assert not (tmp_path / "out" / "results.md").exists()
 
@@ -237,6 +238,6 @@ def test_an_unusable_run_json_is_listed_as_incomplete(content, problem, tmp_path
     write_run(runs, "ok", "sst2", 90.0)
     (runs / "broken").mkdir()
     (runs / "broken" / "run.json").write_text(content)
-    collect_results.collect(str(runs), str(tmp_path / "out"))
+    table2_report.collect(str(runs), str(tmp_path / "out"))
     incomplete = (tmp_path / "out" / "results.md").read_text().split("## Incomplete runs")[1]
     assert str(runs / "broken") in incomplete and problem in incomplete

@@ -14,8 +14,8 @@ import pytest
 from linformer_data_prep import pretraining_corpus
 from linformer_data_prep.errors import DataPrepError
 from linformer_data_prep.sample_corpus import write_sample_corpus
-from linformer_fairseq.atomic_files import lock_path
 from linformer_fairseq.dictionaries import file_fingerprint
+from linformer_fairseq.launch.locks import lock_path
 from tests.test_data_prep_finetune import SST_DEV, SST_TRAIN, make_aclimdb, prepare, read_labels, write_tsv
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def test_a_changed_corpus_source_is_refused_by_name(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from linformer_fairseq.atomic_files import directory_lock
+from linformer_fairseq.launch.locks import directory_lock
 with directory_lock(sys.argv[1], "a test holding the lock"):
     print("locked", flush=True)
     time.sleep(60)

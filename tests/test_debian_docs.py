@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from linformer_data_prep import debian_docs, pretraining_corpus
-from linformer_data_prep.debian_docs import (
-    build_corpus,
-    clean_inline,
-    glob_regex,
-    is_prose,
-    pod_inline,
-    pod_paragraphs,
-    rst_paragraphs,
-)
+from linformer_data_prep import debian_docs, debian_packages, pretraining_corpus
+from linformer_data_prep.debian_docs import build_corpus
+from linformer_data_prep.debian_packages import glob_regex
 from linformer_data_prep.errors import DataPrepError
+from linformer_data_prep.pod_prose import pod_inline, pod_paragraphs
+from linformer_data_prep.prose import is_prose
+from linformer_data_prep.rst_prose import clean_inline, rst_paragraphs
 from linformer_fairseq.atomic_files import is_complete
 
 
@@ -374,13 +370,13 @@ def deb_cache(tmp_path_factory):
 
 @pytest.fixture
 def no_download(monkeypatch):
-    real = debian_docs._require
+    real = debian_packages._require
 
     def require(tool, package):
         assert tool != "apt-get", f"tried to download {package} although its .deb is cached"
         return real(tool, package)
 
-    monkeypatch.setattr(debian_docs, "_require", require)
+    monkeypatch.setattr(debian_packages, "_require", require)
 
 
 def test_deb_from_cache_to_corpus_directory(deb_cache, tmp_path, no_download):
@@ -442,11 +438,11 @@ def test_errors_name_the_package(tmp_path, monkeypatch):
     empty_path.mkdir()
     monkeypatch.setenv("PATH", str(empty_path))
     with pytest.raises(DataPrepError, match="python3.11-doc: apt-get is not installed"):
-        debian_docs.fetch_deb("python3.11-doc", tmp_path / "cache")
+        debian_packages.fetch_deb("python3.11-doc", tmp_path / "cache")
 
     _fake_tool(empty_path, "apt-get", 'echo "E: Unable to locate package $2" >&2; exit 100')
     with pytest.raises(DataPrepError, match=r"apt-get download nosuch-doc failed \(exit 100\): E: Unable to locate package nosuch-doc .*apt-get update"):
-        debian_docs.fetch_deb("nosuch-doc", tmp_path / "cache")
+        debian_packages.fetch_deb("nosuch-doc", tmp_path / "cache")
     assert not any(tmp_path.joinpath("cache").iterdir())  # the download directory is gone
 
     with pytest.raises(DataPrepError, match="no source table entry for nosuch-doc"):

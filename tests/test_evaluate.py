@@ -14,6 +14,7 @@ from fairseq import checkpoint_utils
 
 from linformer_fairseq.cli import evaluate as evaluate_script
 from linformer_fairseq.errors import DataMismatch
+from linformer_fairseq.results import evaluate as evaluation
 from tests.cli_runner import run
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,7 @@ def test_refuses_data_encoded_with_another_dictionary(trained, tmp_path):
     with open(bigger / "input0" / "dict.txt", "a") as f:
         f.write("".join(f"extra{i} 1\n" for i in range(8)))
     with pytest.raises(DataMismatch) as error:
-        evaluate_script.evaluate(str(trained["checkpoint"]), str(bigger), "valid", cpu=True)
+        evaluation.evaluate(str(trained["checkpoint"]), str(bigger), "valid", cpu=True)
     size = len(_dict_lines(trained["data"])) + 5  # 4 specials and <mask>
     message = str(error.value)
     assert str(trained["checkpoint"]) in message and str(bigger / "input0" / "dict.txt") in message
@@ -118,13 +119,13 @@ def test_refuses_data_encoded_with_another_dictionary(trained, tmp_path):
     lines[3], lines[4] = lines[4], lines[3]
     (swapped / "input0" / "dict.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataMismatch, match=r"dictionary mismatch: .* \(%d symbols, fingerprint" % size):
-        evaluate_script.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
+        evaluation.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
 
     # the training dictionary is there: the first differing symbol is named
     shutil.copytree(trained["data"], trained["data_train"])  # back where the checkpoint says it trained
     try:
         with pytest.raises(DataMismatch) as error:
-            evaluate_script.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
+            evaluation.evaluate(str(trained["checkpoint"]), str(swapped), "valid", cpu=True)
     finally:
         shutil.rmtree(trained["data_train"])
     message = str(error.value)
@@ -144,9 +145,9 @@ def test_a_checkpoint_without_fingerprint_falls_back_to_sizes_with_a_warning(tra
     with open(bigger / "input0" / "dict.txt", "a") as f:
         f.write("extra 1\n")
     with pytest.raises(DataMismatch, match=r"has embeddings for \d+ symbols but .*bigger/input0/dict.txt gives"):
-        evaluate_script.evaluate(str(old), str(bigger), "valid", cpu=True)
+        evaluation.evaluate(str(old), str(bigger), "valid", cpu=True)
     assert "records no dictionary fingerprint" in caplog.text
-    assert evaluate_script.evaluate(str(old), str(trained["data"]), "valid", cpu=True)["total"] == 37
+    assert evaluation.evaluate(str(old), str(trained["data"]), "valid", cpu=True)["total"] == 37
 
 
 def test_refuses_data_of_another_task(trained, tmp_path, capsys):
@@ -171,7 +172,7 @@ def test_refuses_a_missing_split_and_writes_nothing(trained, tmp_path, capsys):
 
 
 def test_refuses_a_checkpoint_without_classification_head(trained):
-    with pytest.raises(evaluate_script.EvaluationError) as error:
-        evaluate_script.evaluate(str(trained["headless"]), str(trained["data"]), "valid", cpu=True)
+    with pytest.raises(evaluation.EvaluationError) as error:
+        evaluation.evaluate(str(trained["headless"]), str(trained["data"]), "valid", cpu=True)
     message = str(error.value)
     assert str(trained["headless"]) in message and "no classification head 'sentence_classification_head'" in message

@@ -285,9 +285,9 @@ def test_bad_arguments_are_refused_with_a_clear_message(pretrained, task_data, t
 
 
 def test_evaluate_refuses_the_pretrained_checkpoint(pretrained, task_data):
-    from linformer_fairseq.cli import evaluate as evaluate_script
-    with pytest.raises(evaluate_script.EvaluationError) as error:
-        evaluate_script.evaluate(str(pretrained[1]), str(task_data["sst2"]), cpu=True)
+    from linformer_fairseq.results import evaluate as evaluation
+    with pytest.raises(evaluation.EvaluationError) as error:
+        evaluation.evaluate(str(pretrained[1]), str(task_data["sst2"]), cpu=True)
     assert f"{pretrained[1]} has no classification head" in str(error.value) and "masked_lm" in str(error.value)
 
 

@@ -1,16 +1,26 @@
-"""The shape the codebase keeps: logic in importable Python, thin shell launchers, no sys.path
-games, every tool a console script, one log format, one atomic writer."""
+"""The house as its users meet it: every console script and launcher starts its tool, the light
+modules import neither fairseq nor torch, the plugin is registered in every process that uses
+fairseq with it (``--user-dir`` or an import), importing a tool prints nothing, and the rules the
+layout keeps (cli/ imported by nobody, one writer, one log format, no sys.path games)."""
 
+import ast
 import glob
+import importlib.metadata
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = [p for p in glob.glob(os.path.join(ROOT, "**", "*.py"), recursive=True)
-          if not re.search(r"/(\.venv|build|work_dirs|quickstart_output|replication_output)/", p)
-          and not p.endswith("test_layout.py")]
+PACKAGES = ("linformer_fairseq", "data_prep")
+PYTHON = [path for package in PACKAGES for path in glob.glob(os.path.join(ROOT, package, "**", "*.py"), recursive=True)]
+LIGHT = ["linformer_fairseq", "linformer_fairseq.errors", "linformer_fairseq.atomic_files", "linformer_fairseq.fingerprints",
+         "linformer_fairseq.dictionaries", "linformer_fairseq.paths", "linformer_fairseq.rendezvous",
+         "linformer_fairseq.launch.console", "linformer_fairseq.launch.locks", "linformer_fairseq.launch.devices",
+         "linformer_fairseq.launch.pretraining_configs", "linformer_fairseq.checkpoints.integrity",
+         "linformer_fairseq.checkpoints.repair", "linformer_fairseq.cli"]
 
 
 def read(path):
@@ -18,45 +28,105 @@ def read(path):
         return f.read()
 
 
-@pytest.mark.parametrize("script", sorted(glob.glob(os.path.join(ROOT, "scripts", "*.sh"))
-                                          + glob.glob(os.path.join(ROOT, "scripts", "slurm", "*"))),
-                         ids=os.path.basename)
-def test_shell_launchers_stay_thin(script):
-    code = [line for line in read(script).splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    assert len(code) <= 30, f"{script}: {len(code)} lines of shell; put the logic in linformer_fairseq/cli"
-    assert "<<" not in read(script), f"{script}: embedded program (heredoc); put it in Python"
+def python(code, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def test_no_sys_path_manipulation_and_no_script_imports():
-    offenders = [p for p in PYTHON if "sys.path.insert" in read(p) or "sys.path.append" in read(p)
-                 or "spec_from_file_location" in read(p)]
-    assert not offenders
+def test_every_console_script_is_a_cli_main_and_every_cli_module_a_console_script():
+    scripts = [ep for ep in importlib.metadata.distribution("linformer-fairseq").entry_points
+               if ep.group == "console_scripts"]
+    assert len(scripts) == 22
+    for script in scripts:
+        assert script.module.startswith(("linformer_fairseq.cli.", "linformer_data_prep.")), script
+        assert callable(script.load()), script
+    tools = {f"linformer_fairseq.cli.{os.path.basename(path)[:-3]}"
+             for path in glob.glob(os.path.join(ROOT, "linformer_fairseq", "cli", "*.py"))}
+    # hydra_train is the process the launchers start (python -m), not a command of its own
+    assert tools - {"linformer_fairseq.cli.__init__", "linformer_fairseq.cli.hydra_train"} == \
+        {script.module for script in scripts if script.module.startswith("linformer_fairseq.cli.")}
 
 
-def test_every_tool_is_a_console_script():
-    setup = read(os.path.join(ROOT, "setup.py"))
-    modules = {m.group(1) for m in re.finditer(r"= (linformer_\w+(?:\.\w+)*):main", setup)}
-    tools = glob.glob(os.path.join(ROOT, "linformer_fairseq", "cli", "*.py"))
-    for path in tools + glob.glob(os.path.join(ROOT, "linformer_data_prep", "*.py")):
-        if re.search(r"^def main\(", read(path), re.M):
-            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
-            assert module in modules, f"{module} has a main() but no console script in setup.py"
+@pytest.mark.parametrize("launcher,tool", [("pretrain.sh", "linformer-pretrain"), ("finetune.sh", "linformer-finetune"),
+                                           ("gpu_check.sh", "linformer-gpu-check"),
+                                           ("slurm/finetune_grid.sbatch", "linformer-finetune-grid")])
+def test_shell_launchers_start_their_tool(launcher, tool):
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", launcher), "--help"], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, VENV=sys.prefix))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"usage: {tool} ")
 
 
-def test_one_log_format_and_one_atomic_writer():
-    log_format = [p for p in PYTHON if "%(asctime)s" in read(p)]
-    assert [os.path.relpath(p, ROOT) for p in log_format] == [os.path.join("linformer_fairseq", "cli", "logs.py")]
-    renames = [os.path.relpath(p, ROOT) for p in PYTHON if "os.replace(" in read(p) and "/tests/" not in p]
-    assert renames == [os.path.join("linformer_fairseq", "atomic_files.py")]
+def test_light_modules_and_data_preparation_load_neither_fairseq_nor_torch_and_the_plugin_registers_on_first_use(tmp_path):
+    data_prep = sorted(f"linformer_data_prep.{os.path.basename(path)[:-3]}"
+                       for path in glob.glob(os.path.join(ROOT, "data_prep", "*.py")) if not path.endswith("__init__.py"))
+    done = python(f"""
+import sys
+for module in {LIGHT + data_prep!r}:
+    __import__(module)
+heavy = [name for name in ("fairseq", "torch") if name in sys.modules]
+assert not heavy, heavy
+import linformer_fairseq.modules  # a module of the package that imports fairseq itself
+from fairseq.models import ARCH_MODEL_REGISTRY
+from fairseq import checkpoint_utils
+from linformer_fairseq.errors import CheckpointError
+assert "linformer_roberta_base" in ARCH_MODEL_REGISTRY
+open("empty.pt", "wb").close()
+try:
+    checkpoint_utils.load_checkpoint_to_cpu("empty.pt")
+except CheckpointError as error:
+    print(error)
+""", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "checkpoint empty.pt is empty (0 bytes): the run that wrote it was killed, or the disk was full"
+
+
+def test_fairseq_registers_the_plugin_from_user_dir():
+    done = python(f"""
+from fairseq import options
+parser = options.get_training_parser()
+args = options.parse_args_and_arch(parser, ["data", "--user-dir", {os.path.join(ROOT, "linformer_fairseq")!r},
+                                            "--task", "masked_lm", "--arch", "linformer_roberta_tiny", "--compressed-dim", "8"])
+print(args.arch, args.compressed_dim)
+""")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["linformer_roberta_tiny", "8"]
 
 
 def test_importing_a_tool_prints_nothing():
     # importing fairseq turns the root logger to DEBUG (wav2vec2_classification.py calls basicConfig);
     # a tool that imports matplotlib before it sets up logging must still print no DEBUG lines
-    import subprocess
-    import sys
+    done = python("import linformer_fairseq.cli.compare_pretraining, linformer_fairseq.cli.replication_report, "
+                  "linformer_fairseq.cli.benchmark_attention")
+    assert done.returncode == 0, done.stderr
+    assert "DEBUG" not in done.stderr, done.stderr[:2000]
 
-    proc = subprocess.run([sys.executable, "-c", "import linformer_fairseq.cli.compare_pretraining, "
-                           "linformer_fairseq.cli.replication_report"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "DEBUG" not in proc.stderr, proc.stderr[:2000]
+
+def imported_modules(path):
+    """The absolute names of the package's modules that ``path`` imports."""
+    package = os.path.relpath(os.path.dirname(path), ROOT).replace(os.sep, ".").replace("data_prep", "linformer_data_prep", 1)
+    found = set()
+    for node in ast.walk(ast.parse(read(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.update([module] + [f"{module}.{alias.name}" for alias in node.names])
+    return found
+
+
+def test_nothing_imports_the_entry_points():
+    importers = [os.path.relpath(path, ROOT) for path in PYTHON if "/cli/" not in path
+                 and any(name.startswith("linformer_fairseq.cli") for name in imported_modules(path))]
+    importers += [os.path.relpath(path, ROOT) for path in PYTHON if "/cli/" in path
+                  and any(re.match(r"linformer_fairseq\.cli\.\w", name) for name in imported_modules(path))]
+    assert importers == []
+
+
+def test_one_log_format_one_atomic_writer_no_sys_path_games():
+    log_format = [os.path.relpath(path, ROOT) for path in PYTHON if "%(asctime)s" in read(path)]
+    assert log_format == [os.path.join("linformer_fairseq", "launch", "console.py")]
+    renames = [os.path.relpath(path, ROOT) for path in PYTHON if "os.replace(" in read(path)]
+    assert renames == [os.path.join("linformer_fairseq", "atomic_files.py")]
+    assert [path for path in PYTHON if re.search(r"sys\.path\.(insert|append)|spec_from_file_location", read(path))] == []

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fairseq import utils as fairseq_utils
 from torch import nn
 
-from linformer_fairseq.cli.reference_linformer import reference_attention_class
+from linformer_fairseq.bench.reference_linformer import reference_attention_class
 from linformer_fairseq.modules import (
     LinearSharedAcrossHeads,
     MultiheadLinearAttention,

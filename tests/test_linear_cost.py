@@ -8,21 +8,23 @@ test shows the meta device counts exactly what a real CPU run counts.
 """
 
 
+import os
 from itertools import pairwise
 
 import pytest
 
-from linformer_fairseq.cli import benchmark_attention as bench
+from linformer_fairseq.bench import flops as flop_count
+from linformer_fairseq.paths import DOCS
 
-SUBJECTS = list(bench.LINFORMER_OPTIONS) + ["projection_free"]
+SUBJECTS = list(flop_count.LINFORMER_OPTIONS) + ["projection_free"]
 K = 128
 
 
-@pytest.mark.parametrize("name", [s for s in SUBJECTS + ["standard"] if bench.flop_device(s) == "meta"])
+@pytest.mark.parametrize("name", [s for s in SUBJECTS + ["standard"] if flop_count.flop_device(s) == "meta"])
 def test_meta_device_counts_what_a_cpu_run_counts(name):
     n = 512
-    on_cpu = bench.count_flops(bench.build_flop_subject(name, n, K), n, device="cpu")
-    on_meta = bench.count_flops(bench.build_flop_subject(name, n, K), n, device="meta")
+    on_cpu = flop_count.count_flops(flop_count.build_flop_subject(name, n, K), n, device="cpu")
+    on_meta = flop_count.count_flops(flop_count.build_flop_subject(name, n, K), n, device="meta")
     assert on_cpu > 0
     assert on_meta == on_cpu
 
@@ -33,21 +35,21 @@ def test_standard_attention_is_counted_with_its_attention_products():
     from torch.utils.flop_counter import FlopCounterMode
 
     n = 512
-    layer = bench.build_flop_subject("standard", n, K).eval()
+    layer = flop_count.build_flop_subject("standard", n, K).eval()
     x = layer.q_proj.weight.new_empty(n, 1, layer.embed_dim).normal_()
     fused = FlopCounterMode(display=False)
     with fused:
         layer(x, x, x, need_weights=False)
-    assert bench.count_flops(layer, n) > fused.get_total_flops()
+    assert flop_count.count_flops(layer, n) > fused.get_total_flops()
 
 
 @pytest.mark.parametrize("n,k", [(512, 128), (4096, 256)])
 def test_convolution_costs_no_more_than_the_linear_projection(n, k):
     """The depthwise convolution does O(n d) work where a linear E does n k d (per projection), so
     the layer with it is at most as expensive; the old channel-mixing Conv1d(d, d) cost n d²."""
-    conv, linear = bench.subject_flops("conv", n, k), bench.subject_flops("linear (headwise)", n, k)
+    conv, linear = flop_count.subject_flops("conv", n, k), flop_count.subject_flops("linear (headwise)", n, k)
     assert conv <= linear, (conv, linear)
-    layer = bench.build_flop_subject("conv", n, k)
+    layer = flop_count.build_flop_subject("conv", n, k)
     d, stride = layer.embed_dim, -(-n // k)
     assert layer.compress_k.conv.weight.shape == (d, 1, stride)
 
@@ -56,15 +58,15 @@ def test_convolution_costs_no_more_than_the_linear_projection(n, k):
 @pytest.mark.parametrize("name", SUBJECTS)
 def test_linformer_flops_grow_linearly_in_n(name):
     ns = (4096, 8192, 16384)
-    flops = [bench.subject_flops(name, n, K) for n in ns]
+    flops = [flop_count.subject_flops(name, n, K) for n in ns]
     for n, smaller, larger in zip(ns[1:], flops, flops[1:]):
         assert larger / smaller == pytest.approx(2.0, rel=0.05), f"{name}: n={n // 2} -> {n}"
-    assert flops[-1] < bench.subject_flops("standard", ns[-1], K)
+    assert flops[-1] < flop_count.subject_flops("standard", ns[-1], K)
 
 
 def test_standard_attention_flops_grow_quadratically_in_n():
     ns = (4096, 8192, 16384, 32768, 65536)
-    flops = [bench.subject_flops("standard", n, K) for n in ns]
+    flops = [flop_count.subject_flops("standard", n, K) for n in ns]
     ratios = [larger / smaller for smaller, larger in pairwise(flops)]
     # the n^2 part takes over from the n d^2 projections: ratios rise towards 4
     assert all(a < b for a, b in pairwise(ratios)), ratios
@@ -76,27 +78,16 @@ def test_standard_attention_flops_grow_quadratically_in_n():
 
 
 @pytest.mark.slow
-def test_flop_table_in_docs_is_current():
+def test_committed_flop_table_is_current_and_quoted_by_the_docs():
     """The committed table's rows for n = 512 and 4096 are what the counter measures today
-    (n = 65536 takes a minute on the CPU and is left to ``benchmark_attention.py --flops``)."""
-    with open(bench.DOCS_PATH, encoding="utf-8") as f:
-        docs = f.read()
-    begin, end = docs.index(bench.FLOP_TABLE_BEGIN), docs.index(bench.FLOP_TABLE_END)
-    table = docs[begin:end].splitlines()
-    for row in bench.flop_table_rows((512, 4096), bench.FLOP_KS):
-        assert row in table, f"docs/benchmarks.md is stale; run `linformer-benchmark-attention --flops` ({row})"
+    (n = 65536 takes a minute on the CPU and is left to ``linformer-benchmark-attention --flops``),
+    and docs/benchmarks.md quotes every row of it."""
+    with open(os.path.join(DOCS, "flop_table.md"), encoding="utf-8") as f:
+        table = f.read().splitlines()
+    for row in flop_count.flop_table_rows((512, 4096), flop_count.FLOP_KS):
+        assert row in table, f"docs/flop_table.md is stale; run `linformer-benchmark-attention --flops --out docs` ({row})"
     measured_ns = {int(line.split("|")[1]) for line in table if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
-    assert measured_ns == set(bench.FLOP_NS)
-
-
-def test_generated_section_is_replaced_between_markers_only(tmp_path):
-    path = tmp_path / "doc.md"
-    path.write_text(f"intro\n{bench.FLOP_TABLE_BEGIN}\nold table\n{bench.FLOP_TABLE_END}\noutro\n")
-    bench.replace_generated_section(str(path), "| new | table |")
-    assert path.read_text() == f"intro\n{bench.FLOP_TABLE_BEGIN}\n| new | table |\n{bench.FLOP_TABLE_END}\noutro\n"
-
-    broken = tmp_path / "broken.md"
-    broken.write_text("no markers here\n")
-    with pytest.raises(ValueError, match="broken.md"):
-        bench.replace_generated_section(str(broken), "x")
-    assert broken.read_text() == "no markers here\n"
+    assert measured_ns == set(flop_count.FLOP_NS)
+    with open(os.path.join(DOCS, "benchmarks.md"), encoding="utf-8") as f:
+        quoted = f.read().splitlines()
+    assert [row for row in table if row.startswith("| ") and row not in quoted] == []

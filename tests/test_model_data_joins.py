@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from linformer_fairseq.checkpoints import problem
+from linformer_fairseq.checkpoints.integrity import problem
 from linformer_fairseq.cli import evaluate as evaluate_script
-from linformer_fairseq.cli import finetune
 from linformer_fairseq.errors import CheckpointError, DataMismatch, EmptyText, LinformerError
+from linformer_fairseq.launch import finetune
 from linformer_fairseq.models.linformer_roberta import LinformerModel
 from tests.cli_runner import BIN, run
 from tests.model_factory import PLUGIN_DIR

@@ -15,9 +15,11 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY
 
-from linformer_fairseq.cli import launch_plan, pretrain, pretraining_configs
-from linformer_fairseq.cli.launch_plan import LaunchError
-from linformer_fairseq.cli.pretrain import compose
+from linformer_fairseq.cli import pretrain
+from linformer_fairseq.errors import LaunchError
+from linformer_fairseq.launch import batch, devices, pretraining_configs
+from linformer_fairseq.launch.fairseq_hydra import compose
+from linformer_fairseq.rendezvous import rendezvous_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "pretrain.sh")
@@ -186,42 +188,42 @@ def test_tokens_per_update_are_equal_at_every_n(n, sequences):
     compute per step): sequences per update shrink as n grows, on any number of GPUs."""
     cfg = composed(f"base_n{n}_k256")
     for world in (1, 8, 64):
-        plan = launch_plan.plan_batch(cfg.task.tokens_per_update, n, min(cfg.dataset.batch_size, sequences // world), world)
+        plan = batch.plan_batch(cfg.task.tokens_per_update, n, min(cfg.dataset.batch_size, sequences // world), world)
         assert plan.sequences_per_update == sequences
         assert plan.sequences_per_update * n == 1048576
         assert plan.batch_size * plan.world_size * plan.update_freq == sequences
 
 
 def test_batch_plan_explains_and_refuses_what_does_not_divide():
-    plan = launch_plan.plan_batch(1048576, 512, 16, 8)
+    plan = batch.plan_batch(1048576, 512, 16, 8)
     assert plan.update_freq == 16
     assert plan.explain() == ("1,048,576 tokens per update (task.tokens_per_update) = 2,048 sequences of n = 512 = "
                               "dataset.batch_size 16 x 8 process(es) x update_freq 16")
     with pytest.raises(LaunchError, match="not a multiple of task.tokens_per_sample 384"):
-        launch_plan.plan_batch(1048576, 384, 16, 8)
+        batch.plan_batch(1048576, 384, 16, 8)
     with pytest.raises(LaunchError, match="2048 sequences per update .* not a multiple of dataset.batch_size 16 x "
                                           "world size 48 = 768"):
-        launch_plan.plan_batch(1048576, 512, 16, 48)
+        batch.plan_batch(1048576, 512, 16, 48)
 
 
 def test_world_size_precision_and_port_rules():
-    assert launch_plan.world_size("torchrun", cpu=True, gpus=8) == 1
-    assert launch_plan.world_size("torchrun", cpu=False, gpus=8) == 8
-    assert launch_plan.world_size("torchrun", cpu=True, gpus=0, nproc_per_node=2) == 2
+    assert devices.world_size("torchrun", cpu=True, gpus=8) == 1
+    assert devices.world_size("torchrun", cpu=False, gpus=8) == 8
+    assert devices.world_size("torchrun", cpu=True, gpus=0, nproc_per_node=2) == 2
     with pytest.raises(LaunchError, match="no GPU found"):
-        launch_plan.world_size("torchrun", cpu=False, gpus=0)
+        devices.world_size("torchrun", cpu=False, gpus=0)
     slurm = dict(SLURM_JOB_ID="1234", SLURM_NTASKS="16", SLURM_NNODES="2", SLURM_NTASKS_PER_NODE="8(x2)")
-    assert launch_plan.world_size("slurm", cpu=False, gpus=8, slurm=slurm) == 16
+    assert devices.world_size("slurm", cpu=False, gpus=8, slurm=slurm) == 16
     one_task = dict(slurm, SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="1(x2)")
-    assert launch_plan.world_size("slurm", cpu=False, gpus=8, slurm=one_task) == 16  # fairseq spawns per GPU
+    assert devices.world_size("slurm", cpu=False, gpus=8, slurm=one_task) == 16  # fairseq spawns per GPU
     with pytest.raises(LaunchError, match="SLURM_NTASKS is not set"):
-        launch_plan.world_size("slurm", cpu=True, gpus=0, slurm={"SLURM_JOB_ID": "1"})
-    assert launch_plan.precision(None, cpu=True, bf16_native=False) == "fp32"
-    assert launch_plan.precision(None, cpu=False, bf16_native=True) == "bf16"
-    assert launch_plan.precision(None, cpu=False, bf16_native=False) == "fp16"  # V100, T4: no emulated bf16
+        devices.world_size("slurm", cpu=True, gpus=0, slurm={"SLURM_JOB_ID": "1"})
+    assert devices.precision(None, cpu=True, bf16_native=False) == "fp32"
+    assert devices.precision(None, cpu=False, bf16_native=True) == "bf16"
+    assert devices.precision(None, cpu=False, bf16_native=False) == "fp16"  # V100, T4: no emulated bf16
     with pytest.raises(LaunchError, match="PRECISION=fp16 needs a GPU"):
-        launch_plan.precision("fp16", cpu=True, bf16_native=False)
-    assert launch_plan.rendezvous_port("1234") == 11234 and launch_plan.rendezvous_port("50000") == 10000
+        devices.precision("fp16", cpu=True, bf16_native=False)
+    assert rendezvous_port("1234") == 11234 and rendezvous_port("50000") == 10000
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ import pytest
 from fairseq.data import Dictionary, indexed_dataset
 from fairseq.dataclass.initialize import add_defaults
 
-from linformer_fairseq.cli.pretrain import compose
-from linformer_fairseq.cli.pretraining_configs import CONFIG_DIR, resolve
+from linformer_fairseq.launch.fairseq_hydra import compose
+from linformer_fairseq.launch.pretraining_configs import CONFIG_DIR, resolve
 from linformer_fairseq.tasks.linformer_masked_lm import LinformerMaskedLMTask
 from tests.cli_runner import run
 

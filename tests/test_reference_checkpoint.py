@@ -14,7 +14,7 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from linformer_fairseq.cli.reference_linformer import REFERENCE_DIR
+from linformer_fairseq.bench.reference_linformer import REFERENCE_DIR
 from linformer_fairseq.models.linformer_roberta import LinformerModel
 from tests.cli_runner import run
 

@@ -10,13 +10,15 @@ import shutil
 
 import pytest
 
-from linformer_fairseq.cli import replicate, replication_report
-from linformer_fairseq.cli.training_progress import records
+from linformer_fairseq.errors import LinformerError
+from linformer_fairseq.launch.progress import records
+from linformer_fairseq.replication import report
+from linformer_fairseq.replication import runs as replication_runs
 from tests.cli_runner import run_pipeline
 
 
 def test_the_cpu_preset_plans_each_run_of_both_sweeps_once():
-    runs = {run.name: run for run in replicate.plan_runs(replicate.load_preset("cpu"))}
+    runs = {run.name: run for run in replication_runs.plan_runs(replication_runs.load_preset("cpu"))}
     assert sorted(runs) == sorted(["linformer_n512_k32", "linformer_n512_k64", "linformer_n512_k128",
                                    "linformer_n512_k256", "roberta_n512", "linformer_n256_k64", "linformer_n1024_k64",
                                    "roberta_n256", "roberta_n1024"])
@@ -26,8 +28,8 @@ def test_the_cpu_preset_plans_each_run_of_both_sweeps_once():
 
 
 def test_every_run_gets_the_same_schedule_and_tokens_per_update(tmp_path):
-    preset = replicate.load_preset("cpu")
-    commands = [replicate.pretrain_command(run, preset, "DATA", str(tmp_path)) for run in replicate.plan_runs(preset)]
+    preset = replication_runs.load_preset("cpu")
+    commands = [replication_runs.pretrain_command(run, preset, "DATA", str(tmp_path)) for run in replication_runs.plan_runs(preset)]
     schedules = {tuple(arg for arg in command if arg.startswith(("task.tokens_per_update", "optimization.max_update",
                                                                  "recipe=", "dataset.validate"))) for command in commands}
     assert schedules == {("recipe=replication", "task.tokens_per_update=2048", "optimization.max_update=1200",
@@ -38,11 +40,11 @@ def test_every_run_gets_the_same_schedule_and_tokens_per_update(tmp_path):
 
 def test_presets_name_their_corpus_and_scale():
     for name in ("cpu", "gpu", "cluster", "fast"):
-        preset = replicate.load_preset(name)
+        preset = replication_runs.load_preset(name)
         assert {"corpus", "size", "tokens_per_update", "max_update", "k_sweep", "n_sweep"} <= set(preset)
-    assert replicate.load_preset("cluster")["corpus"]["source"] == "bookcorpus+wikipedia"
-    with pytest.raises(SystemExit, match="no preset .*nowhere.yaml"):
-        replicate.load_preset("nowhere")
+    assert replication_runs.load_preset("cluster")["corpus"]["source"] == "bookcorpus+wikipedia"
+    with pytest.raises(LinformerError, match="no preset .*nowhere.yaml"):
+        replication_runs.load_preset("nowhere")
 
 
 def replicate_fast(out):
@@ -106,7 +108,7 @@ def test_the_report_lists_runs_that_never_ran_and_gives_them_no_ratio(finished, 
     out = tmp_path / "partial"
     shutil.copytree(finished[0], out)
     shutil.rmtree(out / "runs" / "roberta_n32")  # as if the command was stopped before this run
-    table = replication_report.report(str(out))
+    table = report.report(str(out))
     rows = {row["run"]: row for row in csv.DictReader(open(out / "results" / "replication.csv"))}
     assert rows["roberta_n32"]["status"] == "not run" and rows["roberta_n32"]["valid_ppl"] == "nan"
     assert rows["linformer_n32_k8"]["status"] == "finished" and rows["linformer_n32_k8"]["ppl_ratio_to_roberta"] == "nan"

@@ -1,8 +1,7 @@
-"""The project's tools, each a console script (see setup.py): launchers (pretrain, finetune, the
-fine-tuning grid, the quick start), evaluation and result tables, benchmarks. They import the
-plugin; the plugin never imports them, except ``launch_plan``'s port rule, which the CPU
-data-parallel patch shares."""
+"""Entry points only: each module parses its command line and calls the rooms of the package (one
+console script each, see setup.py; ``hydra_train`` is the process the launchers start). Nothing
+imports this package."""
 
-from .logs import quiet_loggers
+from ..launch.console import quiet_loggers
 
 quiet_loggers()

@@ -1,539 +1,59 @@
 """Cost of one self-attention layer: Linformer (ours and fairseq's reference) against full attention.
 
+    linformer-benchmark-attention --out DIR [--small] [--ns ...] [--ks ...] [--methods ...]
+    linformer-benchmark-attention --flops --out docs
+
 Two measurements:
 
 ``--flops``
-    Counts FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
-    convolutions; softmax, pooling and elementwise work are not FLOPs to it) for every Linformer
-    option, the projection-free variant and fairseq's standard ``MultiheadAttention`` at
-    n = 512, 4096, 65536 and k = 128, 256 (d = 768, 12 heads, batch 1), and rewrites the
-    generated table in ``docs/benchmarks.md``. Layers run on PyTorch's ``meta`` device, where
-    tensors have shapes but no storage (standard attention's n x n scores at n = 65536 would need
-    12 * 65536^2 * 4 B = 206 GB); the pooling projections, which read the data to build their
-    masks, run on the CPU. FlopCounterMode counts the same products either way
-    (``tests/test_linear_cost.py`` checks that). Attention runs with the math kernel of
-    ``scaled_dot_product_attention``: FlopCounterMode has no formula for the fused CPU kernel and
-    would count that attention as 0 FLOPs.
+    FLOPs, counted with ``torch.utils.flop_counter.FlopCounterMode``, of every Linformer option, the
+    projection-free variant and fairseq's standard ``MultiheadAttention`` at n = 512, 4096, 65536 and
+    k = 128, 256 (d = 768, 12 heads, batch 1): ``OUT/flop_table.md`` (how many times fewer FLOPs than
+    standard attention) and ``OUT/flops_vs_n.png``. ``docs/flop_table.md`` is the committed result
+    that docs/benchmarks.md quotes. The method: linformer_fairseq/bench/flops.py.
 
 default (time and memory)
-    The grid of the paper's efficiency table (Wang et al. 2020, Table 3): n in 512..65536, k in
-    128..2048 (k < n), d = 768, 12 heads, a fixed 65,536 tokens per batch (batch = 65536 / n), for
-    inference (forward, no autograd) and training (forward + backward). Median time of
-    ``--repeats`` steps after ``--warmup`` steps, timed with CUDA events on a GPU; peak memory
-    that one step adds to what is already allocated (weights and input), from
-    ``torch.cuda.max_memory_allocated`` on a GPU and PyTorch's ``MemTracker`` on the CPU. bf16 on
-    a GPU, float32 on the CPU. A grid point that runs out of memory is recorded as OOM.
-    Writes ``OUT/attention_benchmark.csv`` (after every point, so a long run keeps what it
-    measured), ``OUT/attention_benchmark.md`` (rows n, columns k, cells "time saved / memory
-    saved" against a full-attention baseline, as Table 3) and ``OUT/attention_time_vs_n.png``.
-    ``--small`` runs a tiny grid on the CPU in seconds (for tests and smoke checks).
-    ``--real-fractions 1,0.9,0.5`` repeats the grid on padded batches (each row that fraction of
-    real tokens, then padding; every method gets the key padding mask), as fine-tuning batches are.
-
-Methods: ``linformer`` (ours, ``MultiheadLinearAttention``, linear headwise projection),
-``reference`` (fairseq's ``examples/linformer`` layer, ``compressed = n / k``), ``sdpa`` (full
-attention through ``F.scaled_dot_product_attention``, fused kernels allowed), ``sdpa_math`` (the
-same forced onto the math kernel, which materialises the n x n scores as the paper's 2020
-Transformer did), ``fairseq_mha`` (``fairseq.modules.MultiheadAttention``) and
-``projection_free`` (``ProjectionFreeAttention``, no k).
+    The grid of the paper's efficiency table (Table 3): n in 512..65536, k in 128..2048 (k < n),
+    d = 768, 12 heads, 65,536 tokens per batch, inference and training; the median time of
+    ``--repeats`` steps after ``--warmup`` steps and the peak memory one step adds (bf16 on a GPU,
+    float32 on the CPU); a point that runs out of memory is recorded as OOM. Writes
+    ``OUT/attention_benchmark.csv`` (after every point), ``OUT/attention_benchmark.md`` (rows n,
+    columns k, cells "time saved / memory saved" against a full-attention baseline, as Table 3) and
+    ``OUT/attention_time_vs_n.png``. ``--small`` runs a tiny grid on the CPU in seconds. The
+    methods compared: linformer_fairseq/bench/attention.py.
 """
 
 import argparse
-import csv
-import datetime
-import gc
 import logging
 import os
-import platform
-import statistics
 import sys
-import time
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
-from fairseq.modules import MultiheadAttention
-from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
-from linformer_fairseq.modules import MultiheadLinearAttention, ProjectionFreeAttention
-from linformer_fairseq.modules.projections import LinearProjection
-
-from ..atomic_files import atomic_open, atomic_savefig, atomic_write_text
-from .paths import DOCS
-from .reference_linformer import reference_attention_class
-
-DOCS_PATH = os.path.join(DOCS, "benchmarks.md")
-FLOP_TABLE_BEGIN = "<!-- BEGIN FLOP TABLE: generated by `linformer-benchmark-attention --flops`, do not edit -->"
-FLOP_TABLE_END = "<!-- END FLOP TABLE -->"
-
-FULL_ATTENTION = ("sdpa", "sdpa_math", "fairseq_mha", "projection_free")  # no k
-LINFORMER = ("linformer", "reference")  # one run per k
-METHODS = LINFORMER + FULL_ATTENTION
-MODES = ("inference", "training")
-
-PAPER_GRID = dict(ns=(512, 1024, 2048, 4096, 8192, 16384, 32768, 65536), ks=(128, 256, 512, 1024, 2048),
-                  embed_dim=768, heads=12, tokens=65536, warmup=3, repeats=10)
-SMALL_GRID = dict(ns=(128, 256, 512), ks=(32, 64), embed_dim=64, heads=4, tokens=2048, warmup=1, repeats=5)
-
-
-# --------------------------------------------------------------------------------------------
-# The layers compared
-# --------------------------------------------------------------------------------------------
-
-class SdpaSelfAttention(nn.Module):
-    """Full softmax attention with the q/k/v/out projections every other method has.
-
-    ``math_kernel`` forces SDPA's math implementation, which materialises the n x n scores (the
-    attention of the paper's 2020 baseline); otherwise PyTorch picks a fused kernel (flash or
-    memory-efficient on a GPU), whose memory grows linearly in n.
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, math_kernel: bool = False):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
-        self.math_kernel = math_kernel
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(embed_dim, embed_dim) for _ in range(4))
-
-    def forward(self, query: Tensor, key=None, value=None, key_padding_mask: Optional[Tensor] = None,
-                need_weights: bool = False, **unused):
-        seq_len, bsz, embed_dim = query.shape
-        x = query.transpose(0, 1)
-        q, k, v = (p(x).view(bsz, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
-        keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # (B, 1, 1, n)
-        if self.math_kernel:
-            with sdpa_kernel([SDPBackend.MATH]):
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-        return self.out_proj(out.permute(2, 0, 1, 3).reshape(seq_len, bsz, embed_dim)), None
-
-
-def build_layer(method: str, n: int, k: Optional[int], embed_dim: int, heads: int) -> nn.Module:
-    """One self-attention layer of ``method`` for sequences of length ``n`` (dropout 0)."""
-    if method == "linformer":
-        return MultiheadLinearAttention(embed_dim, heads, max_positions=n, compressed_dim=k)
-    if method == "reference":
-        if n % k:
-            raise ValueError(f"the reference layer needs k to divide n (compressed = n / k); got n={n}, k={k}")
-        return reference_attention_class()(embed_dim, heads, self_attention=True, compressed=n // k, max_seq_len=n)
-    if method in ("sdpa", "sdpa_math"):
-        return SdpaSelfAttention(embed_dim, heads, math_kernel=method == "sdpa_math")
-    if method == "fairseq_mha":
-        return MultiheadAttention(embed_dim, heads, self_attention=True)
-    if method == "projection_free":
-        return ProjectionFreeAttention(embed_dim, heads)
-    raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-
-
-# --------------------------------------------------------------------------------------------
-# FLOPs (--flops)
-# --------------------------------------------------------------------------------------------
-
-# Every Linformer option of one layer, as keyword arguments of MultiheadLinearAttention.
-# "layerwise" hands in one projection, as the encoder does when all layers share it.
-LINFORMER_OPTIONS: Dict[str, Callable[[int, int], dict]] = {
-    "linear (headwise)": lambda n, k: {},
-    "linear per head": lambda n, k: dict(per_head=True),
-    "shared kv": lambda n, k: dict(shared_kv=True),
-    "layerwise": lambda n, k: dict(shared_projection=LinearProjection(n, k)),
-    "mean_pool": lambda n, k: dict(projection="mean_pool"),
-    "max_pool": lambda n, k: dict(projection="max_pool"),
-    "conv": lambda n, k: dict(projection="conv"),
-}
-FLOP_NS, FLOP_KS, FLOP_EMBED_DIM, FLOP_HEADS = (512, 4096, 65536), (128, 256), 768, 12
-# Pooling looks at the data (which windows hold real tokens) to build its mask, so it runs on the
-# CPU; every other layer is counted on the meta device, from shapes alone, which is instant at any n.
-NEEDS_DATA = ("mean_pool", "max_pool")
-
-
-def flop_device(name: str) -> str:
-    return "cpu" if name in NEEDS_DATA else "meta"
-
-
-def build_flop_subject(name: str, n: int, k: int, embed_dim: int = FLOP_EMBED_DIM, heads: int = FLOP_HEADS) -> nn.Module:
-    """A Linformer option from ``LINFORMER_OPTIONS``, ``projection_free`` or ``standard``."""
-    if name == "standard":
-        return MultiheadAttention(embed_dim, heads, self_attention=True)
-    if name == "projection_free":
-        return ProjectionFreeAttention(embed_dim, heads)
-    return MultiheadLinearAttention(embed_dim, heads, max_positions=n, compressed_dim=k, **LINFORMER_OPTIONS[name](n, k))
-
-
-def count_flops(layer: nn.Module, n: int, device: str = "cpu", batch: int = 1) -> int:
-    """FLOPs of one inference forward of ``layer`` on a random (n, batch, d) input."""
-    embed_dim = layer.embed_dim
-    layer = layer.to(device).eval()
-    x = torch.randn(n, batch, embed_dim, device=device)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), counter:
-        layer(x, x, x, need_weights=False)
-    return counter.get_total_flops()
-
-
-def subject_flops(name: str, n: int, k: int) -> int:
-    """FLOPs of a Linformer option, ``projection_free`` or ``standard`` attention at (n, k)."""
-    return count_flops(build_flop_subject(name, n, k), n, device=flop_device(name))
-
-
-def flop_table_rows(ns: Sequence[int], ks: Sequence[int], progress: bool = False) -> List[str]:
-    """Markdown rows, one per (n, k): standard attention's GFLOPs and each option's saving."""
-    subjects = list(LINFORMER_OPTIONS) + ["projection_free"]
-    points = [(n, k) for n in ns for k in ks if k < n]
-    rows = []
-    for n, k in _progress(points, "FLOPs", progress):
-        standard = subject_flops("standard", n, k)
-        cells = [f"{n}", f"{k}", f"{standard / 1e9:,.1f}"]
-        for name in subjects:
-            flops = subject_flops(name, n, k)
-            cells.append(f"{standard / flops:.2f}x")
-        rows.append("| " + " | ".join(cells) + " |")
-    return rows
-
-
-def flop_table(ns: Sequence[int] = FLOP_NS, ks: Sequence[int] = FLOP_KS, progress: bool = False) -> str:
-    subjects = list(LINFORMER_OPTIONS) + ["projection free (no k)"]
-    header = "| n | k | standard attention GFLOPs | " + " | ".join(subjects) + " |"
-    rule = "|" + "---|" * (3 + len(subjects))
-    rows = flop_table_rows(ns, ks, progress)
-    note = (f"FLOPs of one attention layer (d = {FLOP_EMBED_DIM}, {FLOP_HEADS} heads, batch 1, inference), "
-            "counted by `torch.utils.flop_counter.FlopCounterMode` (torch " + torch.__version__ + "). "
-            "Cells: standard attention's FLOPs divided by the option's (how many times fewer).")
-    return "\n".join([note, "", header, rule] + rows)
-
-
-def plot_flops_vs_n(path: str, ns: Sequence[int] = tuple(2**i for i in range(9, 17)), ks: Sequence[int] = FLOP_KS) -> None:
-    """FLOPs of one layer against n, log-log: standard attention's quadratic bend against the
-    straight lines of Linformer (per k) and of the projection-free variant. Meta device: instant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {"standard attention (fairseq MultiheadAttention)": ("standard", None)}
-    curves.update({f"Linformer, k = {k}": ("linear (headwise)", k) for k in ks})
-    curves["projection-free (no k)"] = ("projection_free", None)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, (name, k) in curves.items():
-        points = [(n, subject_flops(name, n, k or FLOP_KS[0])) for n in ns if k is None or k < n]
-        ax.loglog([n for n, _ in points], [f for _, f in points], marker="o", label=label)
-    ax.set_xlabel("sequence length n")
-    ax.set_ylabel("FLOPs, one layer forward (d = 768, 12 heads)")
-    ax.set_title("Attention cost against sequence length")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    atomic_savefig(fig, path, format="png", dpi=120)
-    plt.close(fig)
-
-
-def replace_generated_section(path: str, text: str, begin: str = FLOP_TABLE_BEGIN, end: str = FLOP_TABLE_END) -> None:
-    """Replace what lies between the ``begin`` and ``end`` marker lines of ``path``, atomically."""
-    with open(path, encoding="utf-8") as f:
-        content = f.read()
-    if content.count(begin) != 1 or content.count(end) != 1 or content.index(begin) > content.index(end):
-        raise ValueError(f"{path}: expected one line {begin!r} followed by one line {end!r} around the generated table")
-    head, rest = content.split(begin)
-    _, tail = rest.split(end)
-    atomic_write_text(path, head + begin + "\n" + text.strip("\n") + "\n" + end + tail)
-
-
-# --------------------------------------------------------------------------------------------
-# Time and memory (default)
-# --------------------------------------------------------------------------------------------
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's refusal."""
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and ("out of memory" in str(error) or "can't allocate memory" in str(error)))
-
-
-def padding_mask_for(n: int, batch: int, real_fraction: float, device=None) -> Optional[Tensor]:
-    """A (batch, n) key padding mask, True at pads: every row holds ``round(real_fraction * n)`` real
-    tokens, then padding (fairseq's right padding); None when every token is real."""
-    real = max(1, round(real_fraction * n))
-    if real >= n:
-        return None
-    return (torch.arange(n, device=device) >= real).expand(batch, n).contiguous()
-
-
-def make_step(layer: nn.Module, x: Tensor, mode: str, padding_mask: Optional[Tensor] = None) -> Callable[[], None]:
-    """One inference forward (no autograd) or one training forward + backward, on a padded batch
-    when ``padding_mask`` (B, n) is given."""
-    if mode == "inference":
-        def step():
-            with torch.no_grad():
-                layer(x, x, x, key_padding_mask=padding_mask, need_weights=False)
-    elif mode == "training":
-        def step():
-            layer.zero_grad(set_to_none=True)
-            x.grad = None
-            out, _ = layer(x, x, x, key_padding_mask=padding_mask, need_weights=False)
-            out.backward(torch.ones_like(out))
-    else:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return step
-
-
-def median_time_ms(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-    else:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def peak_step_memory_bytes(step: Callable[[], None], device: torch.device, layer: nn.Module, x: Tensor) -> int:
-    """Peak memory one step allocates on top of what is live before it (weights, input)."""
-    layer.zero_grad(set_to_none=True)  # gradients of earlier steps are not "live before" this one
-    x.grad = None
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        step()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    # PyTorch's own tracker of live tensor storage (private API, the CPU has no allocator stats)
-    from torch.distributed._tools.mem_tracker import MemTracker
-
-    tracker = MemTracker()
-    tracker.track_external(layer, x)
-    with tracker:
-        before = tracker.get_tracker_snapshot("current")[device]["Total"]
-        step()
-    return tracker.get_tracker_snapshot("peak")[device]["Total"] - before
-
-
-def benchmark_point(method: str, mode: str, n: int, k: Optional[int], *, embed_dim: int, heads: int, tokens: int,
-                    device: torch.device, dtype: torch.dtype, warmup: int, repeats: int,
-                    build: Callable[..., nn.Module] = build_layer, real_fraction: float = 1.0) -> dict:
-    """One grid point, ``real_fraction`` of each row real tokens and the rest padding; out-of-memory
-    becomes ``status = "OOM"``, anything else is raised."""
-    batch = tokens // n
-    mask = padding_mask_for(n, batch, real_fraction, device)
-    row = dict(method=method, mode=mode, n=n, k=k if k is not None else "", batch=batch, embed_dim=embed_dim,
-               heads=heads, device=_device_name(device), dtype=str(dtype).replace("torch.", ""),
-               real_fraction=1.0 if mask is None else round(float((~mask).float().mean()), 4),
-               time_ms="", peak_mem_mib="", status="ok")
-    oom = False
-    try:
-        layer = build(method, n, k, embed_dim, heads).to(device=device, dtype=dtype)
-        layer.train(mode == "training")
-        x = torch.randn(n, batch, embed_dim, device=device, dtype=dtype, requires_grad=mode == "training")
-        step = make_step(layer, x, mode, mask)
-        row["time_ms"] = round(median_time_ms(step, device, warmup, repeats), 4)
-        row["peak_mem_mib"] = round(peak_step_memory_bytes(step, device, layer, x) / 2**20, 3)
-    except RuntimeError as error:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        if not is_out_of_memory(error):
-            raise
-        oom = True
-    layer = x = step = mask = None
-    if oom:  # outside the except block, so its traceback no longer holds the tensors
-        row.update(time_ms="", peak_mem_mib="", status="OOM")
-        gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()  # the next point starts from the same empty cache
-    return row
-
-
-def grid_points(ns: Iterable[int], ks: Iterable[int], methods: Sequence[str], modes: Sequence[str], tokens: int):
-    for n in ns:
-        if tokens % n:
-            raise ValueError(f"--tokens {tokens} is not a multiple of n = {n}: the batch must be tokens / n sequences")
-        for mode in modes:
-            for method in methods:
-                for k in ([k for k in ks if k < n] if method in LINFORMER else [None]):
-                    yield method, mode, n, k
-
-
-CSV_FIELDS = ["method", "mode", "n", "k", "batch", "embed_dim", "heads", "device", "dtype", "real_fraction", "time_ms",
-              "peak_mem_mib", "status"]
-
-
-def write_csv(path: str, rows: List[dict]) -> None:
-    with atomic_open(path) as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _ratio(baseline: Optional[dict], row: Optional[dict], field: str) -> str:
-    if row is None:
-        return "-"
-    if row["status"] != "ok":
-        return row["status"]
-    if baseline is None or baseline["status"] != "ok":
-        return "full OOM" if baseline is not None else "-"
-    value, base = float(row[field]), float(baseline[field])
-    if value <= 0:
-        return "-"
-    ratio = base / value
-    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
-
-
-def real_fraction_of(row: dict) -> float:
-    return float(row.get("real_fraction") or 1.0)
-
-
-def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
-    """``markdown_tables_of`` the unpadded rows, then of each fraction of real tokens, most real first."""
-    fractions = sorted({real_fraction_of(r) for r in rows}, reverse=True)
-    if fractions == [1.0]:
-        return markdown_tables_of(rows, baselines)
-    return "\n".join(markdown_tables_of([r for r in rows if real_fraction_of(r) == f], baselines,
-                                        "" if f == 1.0 else f", {f:.0%} real tokens (right-padded)")
-                     for f in fractions)
-
-
-def markdown_tables_of(rows: List[dict], baselines: Sequence[str], padding: str = "") -> str:
-    """Table 3 of the paper per (mode, Linformer method, baseline): rows n, columns k,
-    cells "time saved / memory saved" as ratios baseline / method; plus absolute full-attention numbers.
-    ``padding`` names the batches' padding in the headings."""
-    index = {(r["method"], r["mode"], int(r["n"]), int(r["k"]) if r["k"] != "" else None): r for r in rows}
-    ns = sorted({int(r["n"]) for r in rows})
-    ks = sorted({int(r["k"]) for r in rows if r["k"] != ""})
-    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
-    first = rows[0]
-    out = [f"Device: {first['device']}, dtype {first['dtype']}, d = {first['embed_dim']}, "
-           f"{first['heads']} heads, {int(first['batch']) * int(first['n'])} tokens per batch "
-           "(batch = tokens / n). Cells: time saved / memory saved, as the baseline's time (peak memory) "
-           "divided by the method's; OOM where the method ran out of memory, full OOM where the baseline did, "
-           "- where k >= n.", ""]
-    for mode in modes:
-        for method in [m for m in LINFORMER if any(r["method"] == m for r in rows)]:
-            for baseline in [b for b in baselines if any(r["method"] == b for r in rows)]:
-                out += [f"### {mode}{padding}: {method} vs {baseline}", "",
-                        "| n \\ k | " + " | ".join(str(k) for k in ks) + " |", "|---|" + "---|" * len(ks)]
-                for n in ns:
-                    base = index.get((baseline, mode, n, None))
-                    cells = []
-                    for k in ks:
-                        row = index.get((method, mode, n, k))
-                        time_cell, mem_cell = _ratio(base, row, "time_ms"), _ratio(base, row, "peak_mem_mib")
-                        cells.append(time_cell if time_cell == mem_cell else f"{time_cell} / {mem_cell}")
-                    out.append(f"| {n} | " + " | ".join(cells) + " |")
-                out.append("")
-        full = [m for m in FULL_ATTENTION if any(r["method"] == m for r in rows)]
-        if full:
-            out += [f"### {mode}{padding}: methods without k, time ms / peak MiB", "",
-                    "| n | " + " | ".join(full) + " |", "|---|" + "---|" * len(full)]
-            for n in ns:
-                cells = []
-                for method in full:
-                    row = index.get((method, mode, n, None))
-                    cells.append("-" if row is None else row["status"] if row["status"] != "ok"
-                                 else f"{float(row['time_ms']):.3g} / {float(row['peak_mem_mib']):.4g}")
-                out.append(f"| {n} | " + " | ".join(cells) + " |")
-            out.append("")
-    return "\n".join(out)
-
-
-def plot_time_vs_n(rows: List[dict], path: str, plot_k: int) -> None:
-    """Time against n per method (log-log), one panel per mode; Linformer methods at k = plot_k."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
-        for method in METHODS:
-            points = sorted((int(r["n"]), float(r["time_ms"])) for r in rows
-                            if r["method"] == method and r["mode"] == mode and r["status"] == "ok"
-                            and (r["k"] == "" or int(r["k"]) == plot_k))
-            if points:
-                label = f"{method} (k={plot_k})" if method in LINFORMER else method
-                ax.plot(*zip(*points), marker="o", label=label)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length n")
-        ax.set_ylabel("median time per step (ms)")
-        ax.set_title(f"{mode}, {rows[0]['device']}, {rows[0]['dtype']}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        atomic_savefig(fig, path, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-
-
-# --------------------------------------------------------------------------------------------
-# Plumbing
-# --------------------------------------------------------------------------------------------
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _progress(items, desc: str, enabled: bool = True):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(list(items), desc=desc, file=sys.stderr)
-
-
-def _int_list(text: str) -> List[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _fraction_list(text: str) -> List[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated fractions, got {text!r}")
-    if any(not 0 < v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected fractions in (0, 1], got {text!r}")
-    return values
+from ..atomic_files import atomic_write_text
+from ..bench.attention import FULL_ATTENTION, METHODS, MODES, PAPER_GRID, SMALL_GRID, grid_points, measure_grid
+from ..bench.attention_tables import write_report
+from ..bench.flops import flop_table, plot_flops_vs_n
+from ..bench.options import positive_ints, with_progress
+from ..launch.console import tool_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-benchmark-attention", __doc__)
     parser.add_argument("--flops", action="store_true",
-                        help="count FLOPs and rewrite the generated table in --docs (no timing)")
-    parser.add_argument("--docs", default=DOCS_PATH, help="Markdown file holding the FLOP table markers (default: %(default)s)")
+                        help="count FLOPs instead: OUT/flop_table.md and OUT/flops_vs_n.png (no timing)")
     parser.add_argument("--small", action="store_true", help="tiny CPU grid in float32, seconds (tests, smoke checks)")
-    parser.add_argument("--out", help="output directory for the CSV, Markdown table and plot (required unless --flops)")
+    parser.add_argument("--out", required=True, help="output directory for the CSV, Markdown tables and plot")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available; cpu with --small)")
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="default: bf16 on a GPU, fp32 on the CPU")
-    parser.add_argument("--ns", type=_int_list, help="comma-separated sequence lengths (default: the paper's grid)")
-    parser.add_argument("--ks", type=_int_list, help="comma-separated projected dimensions k")
+    parser.add_argument("--ns", type=positive_ints, help="comma-separated sequence lengths (default: the paper's grid)")
+    parser.add_argument("--ks", type=positive_ints, help="comma-separated projected dimensions k")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS),
                         help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES), help="inference,training")
     parser.add_argument("--baselines", type=lambda s: s.split(","), default=["sdpa_math", "sdpa"],
                         help="full-attention methods the ratio tables divide by (default: %(default)s)")
     parser.add_argument("--tokens", type=int, help="tokens per batch; batch = tokens / n (default 65536)")
-    parser.add_argument("--real-fractions", type=_fraction_list, default=[1.0],
-                        help="fractions of real tokens per row, the rest right-padding, one grid per fraction "
-                        "(default 1: no padding; e.g. 1,0.9,0.5 as fine-tuning batches are padded)")
     parser.add_argument("--embed-dim", type=int)
     parser.add_argument("--heads", type=int)
     parser.add_argument("--warmup", type=int)
@@ -564,8 +84,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--device cuda: no CUDA device is visible to PyTorch")
     if args.dtype is None:
         args.dtype = "bf16" if args.device.startswith("cuda") else "fp32"
-    if not args.flops and not args.out:
-        parser.error("--out DIR is required (or --flops to regenerate the FLOP table)")
     if args.embed_dim % args.heads:
         parser.error(f"--embed-dim {args.embed_dim} is not divisible by --heads {args.heads}")
     bad = [n for n in args.ns if args.tokens % n]
@@ -574,45 +92,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq leaves the root logger at DEBUG
+    os.makedirs(args.out, exist_ok=True)
     if args.flops:
         table = flop_table(progress=not args.no_progress)
-        replace_generated_section(args.docs, table)
-        plot_flops_vs_n(os.path.join(os.path.dirname(os.path.abspath(args.docs)), "flops_vs_n.png"))
+        atomic_write_text(os.path.join(args.out, "flop_table.md"), table + "\n")
+        plot_flops_vs_n(os.path.join(args.out, "flops_vs_n.png"))
         print(table)
-        print(f"wrote the FLOP table into {args.docs}", file=sys.stderr)
-        return
-
+        print(f"wrote flop_table.md and flops_vs_n.png in {args.out}", file=sys.stderr)
+        return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    os.makedirs(args.out, exist_ok=True)
-    csv_path = os.path.join(args.out, "attention_benchmark.csv")
-    points = [(*point, real) for real in args.real_fractions
-              for point in grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens)]
+    points = list(grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens))
     if not points:
-        sys.exit(f"benchmark_attention.py: nothing to measure: no k in --ks {args.ks} is below any n in --ns {args.ns}")
-    rows = []
-    torch.manual_seed(0)
-    for method, mode, n, k, real in _progress(points, "attention grid", not args.no_progress):
-        rows.append(benchmark_point(method, mode, n, k, embed_dim=args.embed_dim, heads=args.heads, tokens=args.tokens,
-                                    device=device, dtype=dtype, warmup=args.warmup, repeats=args.repeats,
-                                    real_fraction=real))
-        write_csv(csv_path, rows)
-
-    tables = markdown_tables(rows, args.baselines)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    atomic_write_text(os.path.join(args.out, "attention_benchmark.md"),
-                      f"# Attention benchmark ({stamp}, torch {torch.__version__})\n\n{tables}\n")
-    most_real = [r for r in rows if real_fraction_of(r) == max(args.real_fractions)]  # one curve per method
-    plot_time_vs_n(most_real, os.path.join(args.out, "attention_time_vs_n.png"),
-                   args.plot_k if args.plot_k is not None else min(args.ks))
-    print(tables)
+        print(f"benchmark-attention: error: nothing to measure: no k in --ks {args.ks} is below any n in --ns {args.ns}",
+              file=sys.stderr)
+        return 1
+    csv_path = os.path.join(args.out, "attention_benchmark.csv")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    rows = measure_grid(with_progress(points, "attention grid", not args.no_progress), csv_path,
+                        embed_dim=args.embed_dim, heads=args.heads, tokens=args.tokens, device=torch.device(args.device),
+                        dtype=dtype, warmup=args.warmup, repeats=args.repeats)
+    print(write_report(rows, args.out, args.baselines, args.plot_k if args.plot_k is not None else min(args.ks)))
     print(f"wrote {csv_path}, attention_benchmark.md and attention_time_vs_n.png in {args.out}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

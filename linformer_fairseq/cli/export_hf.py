@@ -17,16 +17,14 @@ is written, the export is loaded with transformers and compared with fairseq on 
 export cannot carry exactly is refused with the reason (docs/export.md lists them).
 """
 
-import argparse
 import json
 import sys
 
-from .logs import setup_logging
+from ..launch.console import setup_logging, tool_parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-export-hf", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-export-hf", __doc__)
     parser.add_argument("checkpoint", help="a fairseq checkpoint (pretrained or fine-tuned), e.g. RUN/checkpoints/checkpoint_best.pt")
     parser.add_argument("out_dir", help="the directory to write (replaced if it holds an earlier export)")
     parser.add_argument("--data", help="the data directory the checkpoint was trained on, if not where it names")

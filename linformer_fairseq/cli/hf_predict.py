@@ -7,14 +7,14 @@ A fine-tuned export prints the predicted label and its probability (transformers
 (``fill-mask``: the five likeliest tokens).
 """
 
-import argparse
 import json
 import sys
 
+from ..launch.console import tool_parser
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="linformer-hf-predict", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser("linformer-hf-predict", __doc__)
     parser.add_argument("model_dir", help="a linformer-export-hf output")
     parser.add_argument("text")
     parser.add_argument("text_pair", nargs="?", help="the second text of a pair task (QNLI, QQP)")

@@ -8,7 +8,7 @@ handling in place for the launch itself. The launchers run ``python -m linformer
 
 from fairseq_cli.hydra_train import cli_main
 
-import linformer_fairseq  # noqa: F401  (registers the plugin, applies its fairseq patches)
+from linformer_fairseq import plugin  # noqa: F401  (registers the plugin, applies its fairseq patches)
 
 if __name__ == "__main__":
     cli_main()

@@ -3,122 +3,28 @@ logs fairseq writes into RUN_DIR/tb/valid, drawn into one PNG: a row per task, a
 a line per run (dashed when the run did not finish).
 
     linformer-plot-curves RUNS_DIR_OR_RUN_DIR [...] --out curves.png
-
-Importable: ``plot_curves(run_dirs, out_png, label=...)``, as linformer-collect-results does.
 """
 
-import argparse
-import json
-import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on clusters
-import matplotlib.pyplot as plt  # noqa: E402
-from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
-
-from ..atomic_files import atomic_savefig
-
-METRICS = ("accuracy", "loss")
+from ..errors import reports_errors
+from ..launch.console import tool_parser
+from ..results.curves import ResultsError, find_run_dirs, plot_curves
 
 
-def read_curves(run_dir, subset="valid", metrics=METRICS):
-    """{metric: [(update, value), ...]} from RUN_DIR/tb/SUBSET; empty when nothing was logged."""
-    log_dir = os.path.join(run_dir, "tb", subset)
-    if not os.path.isdir(log_dir):
-        return {}
-    events = event_accumulator.EventAccumulator(log_dir, size_guidance={event_accumulator.SCALARS: 0})
-    events.Reload()
-    logged = set(events.Tags().get("scalars", []))
-    curves = {}
-    for metric in metrics:
-        if metric in logged:
-            # a resumed run logs some updates twice: keep the last value of each
-            points = {event.step: event.value for event in events.Scalars(metric)}
-            curves[metric] = sorted(points.items())
-    return curves
-
-
-def read_run(run_dir):
-    with open(os.path.join(run_dir, "run.json")) as f:
-        return json.load(f)
-
-
-def default_label(run):
-    k = f" k={run['k']}" if run.get("k") else ""
-    return f"{run.get('arch')} n={run.get('max_positions')}{k} lr={run.get('lr')} seed={run.get('seed')}"
-
-
-def find_run_dirs(paths):
-    """Every directory holding a run.json, at or below each path."""
-    found = []
-    for path in paths:
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path} is not a directory")
-        for directory, _, files in os.walk(path):
-            if "run.json" in files:
-                found.append(directory)
-    return sorted(set(found))
-
-
-def plot_curves(run_dirs, out_png, label=default_label, metrics=METRICS):
-    """Draw the runs' validation curves into OUT_PNG (written atomically); returns how many runs
-    had curves. Raises ValueError when none had any."""
-    by_task = {}
-    for run_dir in run_dirs:
-        try:
-            run = read_run(run_dir)
-        except (OSError, ValueError):
-            run = None
-        if not isinstance(run, dict):
-            run = {"task": "unknown", "status": "unreadable run.json"}
-        curves = read_curves(run_dir, metrics=metrics)
-        if curves:
-            by_task.setdefault(run.get("task", "unknown"), []).append((run, curves))
-    if not by_task:
-        raise ValueError(f"none of the {len(run_dirs)} runs has validation curves (tb/valid) yet")
-    tasks = sorted(by_task)
-    figure, axes = plt.subplots(len(tasks), len(metrics), figsize=(6 * len(metrics), 3.6 * len(tasks)),
-                                squeeze=False)
-    for row, task in enumerate(tasks):
-        for column, metric in enumerate(metrics):
-            ax = axes[row][column]
-            for run, curves in by_task[task]:
-                if metric not in curves:
-                    continue
-                steps, values = zip(*curves[metric])
-                finished = run.get("status") == "finished"
-                ax.plot(steps, values, marker="." if len(steps) < 30 else None,
-                        linestyle="-" if finished else "--",
-                        label=label(run) + ("" if finished else f" ({run.get('status', 'incomplete')})"))
-            ax.set_title(f"{task}: valid {metric}")
-            ax.set_xlabel("updates")
-            ax.set_ylabel(metric + (" (%)" if metric == "accuracy" else ""))
-            ax.grid(alpha=0.3)
-        axes[row][0].legend(fontsize="x-small")
-    figure.tight_layout()
-    try:
-        atomic_savefig(figure, out_png, format="png", dpi=110)
-    finally:
-        plt.close(figure)
-    return sum(len(runs) for runs in by_task.values())
-
-
+@reports_errors("plot-curves")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = tool_parser("linformer-plot-curves", __doc__)
     parser.add_argument("paths", nargs="+", help="run directories (with run.json) or directories holding them")
     parser.add_argument("--out", required=True, help="PNG to write")
     args = parser.parse_args(argv)
-    try:
-        run_dirs = find_run_dirs(args.paths)
-        if not run_dirs:
-            raise ValueError(f"no run.json (written by scripts/finetune.sh) under {', '.join(args.paths)}")
-        drawn = plot_curves(run_dirs, args.out)
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"plot_curves.py: {error}")
+    run_dirs = find_run_dirs(args.paths)
+    if not run_dirs:
+        raise ResultsError(f"no run.json (written by scripts/finetune.sh) under {', '.join(args.paths)}")
+    drawn = plot_curves(run_dirs, args.out)
     print(f"curves of {drawn} run(s) -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

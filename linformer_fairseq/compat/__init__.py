@@ -3,15 +3,14 @@
 ``apply()`` runs when the plugin is imported (``--user-dir`` does that): it stops with a clear
 message on a fairseq version the patches were not written for, then makes each change once:
 
-* ``background_loader``: a run that stops mid-epoch (``--max-update``) exits with status 0 instead of
+* ``exit_mid_epoch``: a run that stops mid-epoch (``--max-update``) exits with status 0 instead of
   aborting at exit while fairseq's batch-prefetching thread is inside torch;
-* ``safe_globals``: fairseq checkpoints load on torch >= 2.6 with weights-only loading kept on;
-* ``broadcast``: multi-worker resume on torch >= 2.6 (rank 0 sends the checkpoint to the others);
+* ``checkpoints.safe_loading``: fairseq checkpoints load on torch >= 2.6 with weights-only loading kept on;
+* ``multi_worker_resume``: multi-worker resume on torch >= 2.6 (rank 0 sends the checkpoint to the others);
 * ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo);
 * ``checkpoint_io``: checkpoints are written atomically with a checksum, checked before they are
   unpickled, and record the data's dictionary and task, which every load compares;
-* ``one_line_errors``: the plugin's errors print as ``error: MESSAGE`` (a ``sys.excepthook``, and
-  Hydra's error report).
+* ``one_line_errors``: the plugin's errors print as ``error: MESSAGE`` in Hydra's error report too.
 
 Each replaced function is listed in ``PATCHES`` with the signature it was written against; a
 replaced function whose signature differs is refused too. Set
@@ -22,12 +21,13 @@ import os
 
 import fairseq
 
-from . import background_loader, broadcast, checkpoint_io, cpu_distributed, one_line_errors, safe_globals
+from ..checkpoints.safe_loading import allow_fairseq_checkpoint_globals
+from . import checkpoint_io, cpu_distributed, exit_mid_epoch, multi_worker_resume, one_line_errors
 from .patch import IncompatibleFairseq, Patch
 
 # fairseq 0.12.2 (PyPI), ve-fairseq 0.12.3 (its 3.11/3.12 wheels), fairseq-fixed 0.12.3.1 (>= 3.13)
 SUPPORTED_FAIRSEQ = ("0.12.2", "0.12.3", "0.12.3.1")
-PATCHES = [*background_loader.PATCHES, *broadcast.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
+PATCHES = [*exit_mid_epoch.PATCHES, *multi_worker_resume.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
 
 
 def check_fairseq_version(version: str = fairseq.__version__) -> None:
@@ -41,8 +41,7 @@ def check_fairseq_version(version: str = fairseq.__version__) -> None:
 
 def apply() -> None:
     check_fairseq_version()
-    safe_globals.allow_fairseq_checkpoint_globals()
-    one_line_errors.apply()
+    allow_fairseq_checkpoint_globals()
     for patch in PATCHES:
         patch.apply()
 

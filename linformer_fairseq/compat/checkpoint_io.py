@@ -1,16 +1,12 @@
 """Checkpoints written whole and checked before use; the data a model was trained on recorded in it.
 
-* ``torch_persistent_save``: fairseq writes ``NAME.pt.tmp`` and renames it (no fsync, and the
-  ``.tmp`` of a killed run is left); replaced by ``atomic_files.atomic_open(..., checksum=True)``:
-  temporary file, fsync, rename, and ``NAME.pt.sha256`` beside it.
-* ``PathManager.copy``: ``save_checkpoint`` copies the checkpoint it wrote to ``checkpoint_last.pt``
-  and ``checkpoint_best.pt`` with a plain copy that a kill leaves torn; replaced, for local files, by
-  the same atomic, checksummed write.
+* ``torch_persistent_save`` and ``PathManager.copy`` (how ``save_checkpoint`` writes
+  ``checkpoint_X.pt`` and copies it to ``checkpoint_last.pt``/``checkpoint_best.pt``): local files
+  go through :mod:`linformer_fairseq.checkpoints.storage`, whole and with a ``.sha256`` beside them.
 * ``load_checkpoint_to_cpu``: every loader (``--restore-file``, ``--finetune-from-model``,
   ``from_pretrained``, ``load_model_ensemble_and_task``, ``linformer-evaluate``, the launchers) goes
-  through it. The file is checked first (missing, empty, truncated, not a checkpoint, checksum) and
-  unpickling errors, including torch's refusal of unsafe pickles, become a one-line
-  :class:`~linformer_fairseq.errors.CheckpointError` naming the file.
+  through it; :func:`linformer_fairseq.checkpoints.storage.load` checks the file before it is
+  unpickled and names it in every error.
 * ``Trainer.state_dict``: records ``extra_state["linformer_data"]``: the fingerprint, size and file
   of the task's dictionary and the task the data was prepared for (its meta.json).
 * ``Trainer.load_checkpoint``: once the file is read and before any weight is copied, compares that
@@ -25,15 +21,12 @@ import contextlib
 import contextvars
 import logging
 import os
-import pickle
-import zipfile
 
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 from fairseq.trainer import Trainer
 
-from ..atomic_files import atomic_copy, atomic_open
-from ..checkpoints import check_file, unreadable
+from ..checkpoints import storage
 from ..dictionaries import DATA_RECORD, check_model_data, data_record
 from ..errors import DataMismatch
 from .patch import Patch
@@ -44,38 +37,25 @@ logger = logging.getLogger(__name__)
 _LOADING_FOR_TRAINER = contextvars.ContextVar("linformer_loading_for_trainer", default=None)
 
 
-def _is_local(path) -> bool:
-    return "://" not in str(path)
-
-
 def torch_persistent_save(obj, filename, async_write: bool = False):
-    if async_write or not _is_local(filename):
+    if async_write or not storage.is_local(filename):
         logger.warning(f"{filename}: written by fairseq's own writer (asynchronous or remote), without the "
                        "plugin's atomic write and checksum")
         return SAVE.call_original(obj, filename, async_write)
-    import torch
-
-    with atomic_open(filename, "wb", checksum=True) as handle:
-        torch.save(obj, handle)
+    storage.save(obj, filename)
 
 
 def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
-    if not (_is_local(src_path) and _is_local(dst_path)):
+    if not (storage.is_local(src_path) and storage.is_local(dst_path)):
         return COPY.call_original(src_path, dst_path, overwrite)
     if os.path.exists(dst_path) and not overwrite:
         return False
-    atomic_copy(src_path, dst_path, checksum=True)
+    storage.copy(src_path, dst_path)
     return True
 
 
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-    if _is_local(path):
-        check_file(str(path))
-    try:
-        state = LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        # torch's refusal of an unsafe pickle, PytorchStreamReader's "failed finding central directory", ...
-        raise unreadable(path, error) from error
+    state = storage.load(path, lambda: LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks))
     loading = _LOADING_FOR_TRAINER.get()
     if loading is not None:
         trainer, filename, reset_optimizer = loading

@@ -31,7 +31,8 @@ from fairseq.distributed import utils as distributed_utils
 from omegaconf import open_dict
 from torch.nn.parallel import DistributedDataParallel
 
-from ..cli.launch_plan import rendezvous_port
+from ..errors import LaunchError
+from ..rendezvous import rendezvous_port
 from .patch import Patch
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _slurm_step_hostnames(node_list: str):
     try:
         return subprocess.check_output(["scontrol", "show", "hostnames", node_list], text=True).split()
     except FileNotFoundError as error:
-        raise RuntimeError(f"SLURM_STEP_NODELIST={node_list} is set but `scontrol` is not on PATH; "
+        raise LaunchError(f"SLURM_STEP_NODELIST={node_list} is set but `scontrol` is not on PATH; "
                            "cannot find the first node of the Slurm step") from error
 
 
@@ -87,7 +88,7 @@ def infer_cpu_init_method(cfg) -> None:
     default_world = max(1, torch.cuda.device_count())
     if launched is None:
         if dist.distributed_world_size > default_world:
-            raise ValueError(
+            raise LaunchError(
                 f"--distributed-world-size {dist.distributed_world_size} on CPU: fairseq can only spawn "
                 "one worker per GPU. Start one process per worker instead, e.g. "
                 f"`torchrun --nproc_per_node {dist.distributed_world_size} $(which fairseq-train) --cpu ...` "
@@ -95,7 +96,7 @@ def infer_cpu_init_method(cfg) -> None:
         return
     init_method, world_size, rank, launcher = launched
     if dist.distributed_world_size not in (default_world, world_size):
-        raise ValueError(f"--distributed-world-size {dist.distributed_world_size} does not match the "
+        raise LaunchError(f"--distributed-world-size {dist.distributed_world_size} does not match the "
                          f"{world_size} processes {launcher} started; drop the flag or make them agree")
     if world_size == 1:
         return

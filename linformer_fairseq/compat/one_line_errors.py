@@ -1,7 +1,7 @@
 """Our errors as one line, also under fairseq-hydra-train.
 
-``errors.install_excepthook`` makes the interpreter print ``error: MESSAGE`` for a
-:class:`~linformer_fairseq.errors.LinformerError` that ends ``fairseq-train``. Hydra catches every
+The package installs ``errors.excepthook`` when it is imported, so the interpreter prints ``error:
+MESSAGE`` for a :class:`~linformer_fairseq.errors.LinformerError` that ends ``fairseq-train``. Hydra catches every
 exception of the function it runs and prints a (trimmed) traceback itself, so the hook never sees
 them: ``run_and_report`` is wrapped to print our errors the same way and exit with status 1. It
 takes effect for runs that import the plugin before Hydra starts, as the launchers do
@@ -10,7 +10,7 @@ takes effect for runs that import the plugin before Hydra starts, as the launche
 
 import sys
 
-from ..errors import LinformerError, install_excepthook, one_line
+from ..errors import LinformerError, one_line
 from .patch import Patch
 
 try:
@@ -33,7 +33,3 @@ def run_and_report(func):
 RUN_AND_REPORT = Patch(hydra_utils, "run_and_report", run_and_report, "(func: Any) -> Any",
                        "print the plugin's errors in one line under fairseq-hydra-train")
 PATCHES = [RUN_AND_REPORT] if hydra_utils is not None else []
-
-
-def apply() -> None:
-    install_excepthook()

@@ -5,8 +5,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ..errors import LinformerError
 
-class IncompatibleFairseq(RuntimeError):
+
+class IncompatibleFairseq(LinformerError):
     """The installed fairseq is not the one a patch was written for."""
 
 

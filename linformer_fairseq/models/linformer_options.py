@@ -7,6 +7,8 @@ checkpoints work unchanged; the rest are the paper's options the reference never
 
 import argparse
 
+from ..errors import OptionError
+
 PROJECTIONS = ("linear", "mean_pool", "max_pool", "conv")
 VARIANTS = ("linformer", "projection_free")
 
@@ -58,16 +60,16 @@ def _parse_dims(spec: str, num_layers: int) -> list[int]:
         try:
             first, last = (int(v) for v in spec.split(":")[1:])
         except ValueError:
-            raise ValueError(f"--compressed-dims {spec!r}: expected 'linspace:FIRST:LAST' with two integers")
+            raise OptionError(f"--compressed-dims {spec!r}: expected 'linspace:FIRST:LAST' with two integers")
         if num_layers == 1:
             return [first]
         return [round(first + (last - first) * i / (num_layers - 1)) for i in range(num_layers)]
     try:
         dims = [int(v) for v in spec.split(",")]
     except ValueError:
-        raise ValueError(f"--compressed-dims {spec!r}: expected comma-separated integers, one per layer")
+        raise OptionError(f"--compressed-dims {spec!r}: expected comma-separated integers, one per layer")
     if len(dims) != num_layers:
-        raise ValueError(f"--compressed-dims {spec!r} gives {len(dims)} values but --encoder-layers is "
+        raise OptionError(f"--compressed-dims {spec!r} gives {len(dims)} values but --encoder-layers is "
                          f"{num_layers}: give exactly one k per layer")
     return dims
 
@@ -86,14 +88,14 @@ def _check_other_options(args: argparse.Namespace) -> None:
                                                                   ("--compressed-dims", "compressed_dims"))
                   if getattr(args, name) is not None]
         for flag, value in given:
-            raise ValueError(f"{flag} {value} contradicts --attention-variant projection_free, which has no "
+            raise OptionError(f"{flag} {value} contradicts --attention-variant projection_free, which has no "
                              "projection: drop one of them")
         return
     if args.compressed_dims is not None and getattr(args, "encoder_layers_to_keep", None):
-        raise ValueError(f"--compressed-dims {args.compressed_dims} with --encoder-layers-to-keep "
+        raise OptionError(f"--compressed-dims {args.compressed_dims} with --encoder-layers-to-keep "
                          f"{args.encoder_layers_to_keep} is not supported: give the kept layers' k explicitly")
     if args.compressed_per_head and getattr(args, "quant_noise_pq", 0):
-        raise ValueError(f"--compressed-per-head 1 with --quant-noise-pq {args.quant_noise_pq} is not supported: "
+        raise OptionError(f"--compressed-per-head 1 with --quant-noise-pq {args.quant_noise_pq} is not supported: "
                          "per-head projections use k_proj/v_proj's weights directly, which quant-noise cannot reach")
 
 
@@ -105,14 +107,14 @@ def resolve_compressed_dims(args: argparse.Namespace) -> list[int]:
         return [0] * layers
     ratio = args.compressed
     if ratio is not None and (ratio < 1 or n % ratio):
-        raise ValueError(f"--compressed {ratio} must be a positive divisor of --max-positions {n} "
+        raise OptionError(f"--compressed {ratio} must be a positive divisor of --max-positions {n} "
                          f"(k = {n} / ratio); or give k directly with --compressed-dim")
     if args.compressed_dims is not None:
         if args.shared_layer_kv_compressed:
-            raise ValueError(f"--compressed-dims {args.compressed_dims} contradicts --shared-layer-kv-compressed 1: "
+            raise OptionError(f"--compressed-dims {args.compressed_dims} contradicts --shared-layer-kv-compressed 1: "
                              "one projection shared by all layers has a single k")
         if args.compressed_dim is not None:
-            raise ValueError(f"--compressed-dims {args.compressed_dims} and --compressed-dim {args.compressed_dim} "
+            raise OptionError(f"--compressed-dims {args.compressed_dims} and --compressed-dim {args.compressed_dim} "
                              "both set k: give one of them")
         dims = _parse_dims(args.compressed_dims, layers)
         flag = "--compressed-dims"
@@ -121,11 +123,11 @@ def resolve_compressed_dims(args: argparse.Namespace) -> list[int]:
     elif ratio is not None:
         dims, flag = [n // ratio] * layers, "--compressed"
     else:
-        raise ValueError("no projected dimension: give --compressed-dim K (or --compressed R)")
+        raise OptionError("no projected dimension: give --compressed-dim K (or --compressed R)")
     if flag != "--compressed" and ratio is not None and any(k != n // ratio for k in dims):
-        raise ValueError(f"--compressed {ratio} means k = {n // ratio} at --max-positions {n}, "
+        raise OptionError(f"--compressed {ratio} means k = {n // ratio} at --max-positions {n}, "
                          f"which contradicts {flag}: give only one of them")
     for k in dims:
         if not 1 <= k <= n:
-            raise ValueError(f"{flag}: k = {k} is not allowed; k must be between 1 and --max-positions {n}")
+            raise OptionError(f"{flag}: k = {k} is not allowed; k must be between 1 and --max-positions {n}")
     return dims

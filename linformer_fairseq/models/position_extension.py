@@ -17,6 +17,8 @@ Pooling projections have no parameters; k itself never changes.
 import torch
 import torch.nn.functional as F
 
+from ..errors import OptionError
+
 
 def _resample_last_axis(weight: torch.Tensor, new_size: int) -> torch.Tensor:
     old_size = weight.size(-1)
@@ -34,7 +36,7 @@ def extend_to_model(state_dict, model_state, prefix: str, padding_idx: int) -> N
             continue
         if name.endswith("embed_positions.weight") and stored.shape[1:] == target.shape[1:]:
             if stored.size(0) > target.size(0):
-                raise ValueError(f"{key}: the checkpoint has {stored.size(0)} positional embeddings but the model "
+                raise OptionError(f"{key}: the checkpoint has {stored.size(0)} positional embeddings but the model "
                                  f"{target.size(0)}: --max-positions must be at least the pretrained one")
             offset = padding_idx + 1  # rows 0..padding_idx are fairseq's offset, not positions
             learned, needed = stored[offset:], target.size(0) - offset
@@ -42,11 +44,11 @@ def extend_to_model(state_dict, model_state, prefix: str, padding_idx: int) -> N
             state_dict[key] = torch.cat([stored[:offset], tiled])
         elif _is_projection(name) and stored.shape[:-1] == target.shape[:-1]:
             if stored.size(-1) > target.size(-1):
-                raise ValueError(f"{key} covers {stored.size(-1)} positions but the model's covers {target.size(-1)}: "
+                raise OptionError(f"{key} covers {stored.size(-1)} positions but the model's covers {target.size(-1)}: "
                                  "--max-positions must be at least the pretrained one")
             state_dict[key] = _resample_last_axis(stored, target.size(-1))
         elif _is_projection(name) and stored.dim() >= 2 and stored.shape[-2] != target.shape[-2]:
-            raise ValueError(f"{key} projects to k = {stored.shape[-2]} but the model was built with "
+            raise OptionError(f"{key} projects to k = {stored.shape[-2]} but the model was built with "
                              f"k = {target.shape[-2]}: pass --compressed-dim {stored.shape[-2]} (a --compressed "
                              "ratio gives a different k at a different --max-positions)")
 

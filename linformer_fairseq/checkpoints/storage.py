@@ -1,0 +1,47 @@
+"""Where fairseq's checkpoint saving and loading come through (``compat/checkpoint_io`` routes them here).
+
+* :func:`save` writes a checkpoint whole, with its ``.sha256`` beside it, instead of fairseq's
+  ``NAME.pt.tmp`` and rename (no fsync, and a killed run's ``.tmp`` is left behind);
+* :func:`copy` copies it to ``checkpoint_last.pt``/``checkpoint_best.pt`` the same way, instead of a
+  plain copy that a kill leaves torn;
+* :func:`load` checks the file (:func:`~.integrity.check_file`) before it is unpickled and turns an
+  unpickling error, including torch's refusal of an unsafe pickle, into one
+  :class:`~linformer_fairseq.errors.CheckpointError` naming the file.
+
+Only local paths: fairseq's own writer handles remote (``scheme://``) ones.
+"""
+
+import pickle
+import zipfile
+from typing import Callable
+
+from .checksums import checksummed_copy, checksummed_open
+from .integrity import check_file, unreadable
+
+# torch's refusal of an unsafe pickle, PytorchStreamReader's "failed finding central directory", ...
+UNPICKLING_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile)
+
+
+def is_local(path) -> bool:
+    return "://" not in str(path)
+
+
+def save(obj, path) -> None:
+    import torch
+
+    with checksummed_open(path) as handle:
+        torch.save(obj, handle)
+
+
+def copy(source, destination) -> None:
+    checksummed_copy(source, destination)
+
+
+def load(path, unpickle: Callable[[], dict]) -> dict:
+    """``unpickle()`` (fairseq's own loading of ``path``), after checking the file."""
+    if is_local(path):
+        check_file(str(path))
+    try:
+        return unpickle()
+    except UNPICKLING_ERRORS as error:
+        raise unreadable(path, error) from error
