@@ -8,53 +8,74 @@ def _plot_points(ax, points, **style) -> None:
     ax.plot([update for update, _ in points], [value for _, value in points], **style)
 
 
+SEED_STYLES = ["-", "-.", ":", (0, (5, 1))]
+
+
 def plot_sweep(rows, curves, sweep: str, settings: dict, path: PathLike) -> None:
-    """Validation perplexity against updates: at one n, a curve per k and RoBERTa (``k_sweep``,
-    Figure 3 a, b), or at one k, a curve per n with RoBERTa dashed in the same colour (``n_sweep``, c, d)."""
+    """[MASK] perplexity against updates (left) and training wall time (right): at one n, a curve per k
+    and RoBERTa in black (``k_sweep``, Figure 3 a, b), or at one k, a curve per n with RoBERTa dashed in
+    the same colour (``n_sweep``, c, d); one line style per seed; the unigram floor of each n in grey.
+    ``curves[run]``: {"mask": [(update, wall seconds, ppl)], "floor": the unigram floor}."""
     plt = pyplot()
-    members = [row for row in rows if sweep in row["sweeps"]]
-    figure, ax = plt.subplots(figsize=(6.4, 4.4))
+    members = [row for row in rows if sweep in row["sweeps"] and curves[row["run"]]["mask"]]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    if sweep == "k_sweep":
-        ordered = sorted(members, key=lambda r: (r["attention"] == "roberta", r["k"] if r["k"] != "-" else 0))
-        for i, row in enumerate(ordered):
-            roberta = row["attention"] == "roberta"
-            if curves[row["run"]]:
-                _plot_points(ax, curves[row["run"]], color="black" if roberta else colours[i],
-                             linestyle="--" if roberta else "-",
-                             label="RoBERTa (standard attention)" if roberta else f"Linformer k = {row['k']}")
-        ax.set_title(f"Validation perplexity, n = {settings['k_sweep']['n']} (Figure 3 a, b)")
-    else:
-        ns = sorted({row["n"] for row in members})
-        for row in members:
-            roberta = row["attention"] == "roberta"
-            if curves[row["run"]]:
-                _plot_points(ax, curves[row["run"]], color=colours[ns.index(row["n"]) % len(colours)],
-                             linestyle="--" if roberta else "-",
-                             label=f"RoBERTa n = {row['n']}" if roberta else f"Linformer n = {row['n']}, k = {row['k']}")
-        ax.set_title(f"Validation perplexity, k = {settings['n_sweep']['k']} (Figure 3 c, d)")
-    ax.set_xlabel("updates")
-    ax.set_ylabel("validation perplexity (log scale)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    seeds = sorted({row["seed"] for row in members})
+    ks = sorted({row["k"] for row in members if row["attention"] == "linformer"})
+    ns = sorted({row["n"] for row in members})
+    for row in sorted(members, key=lambda r: (r["n"], r["attention"] == "roberta", r["k"] if r["k"] != "-" else 0, r["seed"])):
+        roberta = row["attention"] == "roberta"
+        seed = f", seed {row['seed']}" if len(seeds) > 1 else ""
+        if sweep == "k_sweep":
+            colour = "black" if roberta else colours[ks.index(row["k"]) % len(colours)]
+            style = SEED_STYLES[seeds.index(row["seed"]) % len(SEED_STYLES)] if not roberta else "--"
+            label = (f"RoBERTa{seed}" if roberta else f"Linformer k = {row['k']}{seed}")
+        else:
+            colour = colours[ns.index(row["n"]) % len(colours)]
+            style = "--" if roberta else SEED_STYLES[seeds.index(row["seed"]) % len(SEED_STYLES)]
+            label = f"RoBERTa n = {row['n']}{seed}" if roberta else f"Linformer n = {row['n']}, k = {row['k']}{seed}"
+        points = curves[row["run"]]["mask"]
+        axes[0].plot([u for u, _, _ in points], [v for _, _, v in points], color=colour, linestyle=style, label=label)
+        axes[1].plot([w / 60 for _, w, _ in points], [v for _, _, v in points], color=colour, linestyle=style)
+    floors = {row["n"]: curves[row["run"]]["floor"] for row in members}
+    for n, floor in sorted(floors.items()):
+        for ax in axes:
+            ax.axhline(floor, color="grey", linewidth=0.8, linestyle=":")
+        axes[0].annotate(f"unigram floor (n = {n})", (0, floor), fontsize="x-small", color="grey",
+                         xytext=(2, 2), textcoords="offset points")
+    where = f"n = {settings['k_sweep']['n']} (Figure 3 a, b)" if sweep == "k_sweep" else \
+        f"k = {settings['n_sweep']['k']} (Figure 3 c, d)"
+    axes[0].set_title(f"[MASK] perplexity, {where}", fontsize="medium")
+    axes[1].set_title("the same against training wall time", fontsize="medium")
+    axes[0].set_xlabel("updates")
+    axes[1].set_xlabel("training wall time (minutes)")
+    axes[0].set_ylabel("[MASK] perplexity (log scale)")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    if members:
+        axes[0].legend(fontsize="x-small")
     save(figure, path)
 
 
 def plot_pretraining_curves(curves_by_run: dict, path: PathLike) -> None:
-    """Training loss, validation loss and validation perplexity against updates, a line per run."""
+    """Training loss, the [MASK] perplexity with the unigram floor and fairseq's usual validation
+    perplexity with the copy floor (floors dotted, in the run's colour) against updates, a line per run."""
     plt = pyplot()
-    panels = ["train loss", "valid loss", "valid perplexity"]
+    panels = [("train loss", None), ("[MASK] perplexity", "unigram floor"), ("valid perplexity", "copy floor")]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
-    for ax, panel in zip(axes, panels):
-        for label, curves in curves_by_run.items():
-            points = curves[panel]
-            if points:
-                _plot_points(ax, points, marker="." if len(points) < 30 else None, label=label)
-        ax.set_title(panel)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (panel, floor) in zip(axes, panels):
+        for index, (label, curves) in enumerate(curves_by_run.items()):
+            colour = colours[index % len(colours)]
+            if curves[panel]:
+                _plot_points(ax, curves[panel], marker="." if len(curves[panel]) < 30 else None, color=colour, label=label)
+            if floor and curves.get(floor):
+                _plot_points(ax, curves[floor], color=colour, linestyle=":", linewidth=1, label=f"{label}: {floor}")
+        ax.set_title(panel + (" (80/10/10)" if panel == "valid perplexity" else ""))
         ax.set_xlabel("updates")
         ax.grid(alpha=0.3)
-    axes[0].legend()
+        ax.legend(fontsize="x-small")
     save(figure, path, dpi=110)
 
 
