@@ -37,8 +37,7 @@ def load_preset(name: str) -> dict:
 
 def plan_runs(preset: dict) -> List[Run]:
     """Every pretraining run of the two sweeps, each once (the sweeps share runs), for each of the sweep's
-    seeds (``seeds``, default [1]), in the order they are worth running: the first seed of every
-    configuration before the second."""
+    seeds (``seeds``, default [1]), in the order they are run: the k sweep (every seed), then the n sweep."""
     size, runs = preset["size"], {}
 
     def add(attention, n, k, sweep, seed):
@@ -47,16 +46,14 @@ def plan_runs(preset: dict) -> List[Run]:
         runs.setdefault(name, Run(name, row, attention, n, k, [], seed)).sweeps.append(sweep)
 
     k_sweep, n_sweep = preset["k_sweep"], preset["n_sweep"]
-    seeds = sorted(set(k_sweep.get("seeds", [1])) | set(n_sweep.get("seeds", [1])))
-    for seed in seeds:
-        if seed in k_sweep.get("seeds", [1]):
-            add("roberta", k_sweep["n"], None, "k_sweep", seed)
-            for k in k_sweep["ks"]:
-                add("linformer", k_sweep["n"], k, "k_sweep", seed)
-        if seed in n_sweep.get("seeds", [1]):
-            for n in n_sweep["ns"]:
-                add("roberta", n, None, "n_sweep", seed)
-                add("linformer", n, n_sweep["k"], "n_sweep", seed)
+    for seed in k_sweep.get("seeds", [1]):  # Figure 3 (a, b) first: every seed of it before the n sweep
+        add("roberta", k_sweep["n"], None, "k_sweep", seed)
+        for k in k_sweep["ks"]:
+            add("linformer", k_sweep["n"], k, "k_sweep", seed)
+    for seed in n_sweep.get("seeds", [1]):
+        for n in n_sweep["ns"]:
+            add("roberta", n, None, "n_sweep", seed)
+            add("linformer", n, n_sweep["k"], "n_sweep", seed)
     return list(runs.values())
 
 
