@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-_RECORD = re.compile(r"\| (train_inner|train|valid) \| (\{.*\})\s*$")
+_RECORD = re.compile(r"\| (train_inner|train|valid\w*) \| (\{.*\})\s*$")  # valid_mask_only too
 
 
 def parse_record(line: str):
@@ -32,7 +32,7 @@ def parse_record(line: str):
 
 
 def records(log_path: str, kind: str) -> List[dict]:
-    """Every record of ``kind`` (train_inner, train, valid) in a fairseq log, in order."""
+    """Every record of ``kind`` (train_inner, train, valid or another validation subset) in a fairseq log, in order."""
     found = []
     with open(log_path, errors="replace") as log:
         for line in log:
@@ -67,6 +67,9 @@ class Progress:
         elif kind == "valid":
             self.latest["valid_ppl"] = record.get("valid_ppl", "?")
             self._advance(record.get("valid_num_updates"))
+        elif kind == "valid_mask_only":  # the perplexity at <mask>, beside its floor
+            self.latest["mask_ppl"] = (f"{record.get('valid_mask_only_ppl', '?')} (unigram floor "
+                                       f"{record.get('valid_mask_only_unigram_floor_ppl', '?')})")
         self.bar.set_postfix(self.latest, refresh=False)
 
     def _advance(self, updates) -> None:
