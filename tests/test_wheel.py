@@ -31,6 +31,7 @@ def tracked(directory):
 def wheel(tmp_path_factory):
     """A wheel built from a copy of the sources (the checkout gets no build/ or egg-info)."""
     root = tmp_path_factory.mktemp("wheel")
+    (root / "src").mkdir()
     for name in SOURCES:
         source = os.path.join(REPOSITORY, name)
         if os.path.isdir(source):
@@ -76,6 +77,9 @@ def test_the_wheel_carries_the_licence_configs_and_sample_data(wheel):
     assert "\nLicense: MIT\n" in metadata and "\nLicense-File: LICENSE\n" in metadata
     licence = next(name for name in names if name.endswith(".dist-info/licenses/LICENSE"))
     assert zipfile.ZipFile(wheel).read(licence).decode() == open(os.path.join(REPOSITORY, "LICENSE")).read()
+    from linformer_fairseq.hf_export.model_card import LICENSE  # each export's card: the same licence
+
+    assert open(os.path.join(REPOSITORY, "LICENSE")).readline() == "MIT License\n" and LICENSE == "mit"
 
 
 def test_the_installed_package_runs_the_quick_start_outside_the_checkout(installed, tmp_path):
