@@ -335,3 +335,15 @@ def test_the_plugin_does_not_import_transformers():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_an_export_error_is_the_projects_one_line_error(tmp_path, capsys):
+    """ExportError is a LinformerError: the console script prints it as every tool prints those."""
+    from linformer_fairseq.cli import export_hf
+    from linformer_fairseq.errors import LinformerError
+
+    assert issubclass(exporter.ExportError, LinformerError)
+    status = export_hf.main([str(tmp_path / "missing.pt"), str(tmp_path / "hf_model")])
+    assert status == 1
+    assert capsys.readouterr().err == f"export-hf: error: checkpoint {tmp_path / 'missing.pt'} does not exist\n"
+    assert not (tmp_path / "hf_model").exists()

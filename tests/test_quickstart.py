@@ -1,14 +1,17 @@
 """The README's first command, in its fastest setting: every stage runs, the tables and plots
 exist and hold this run's numbers, a re-run reuses the stages, and a failing stage names its log."""
 
+import ast
 import csv
 import json
+import math
 import os
 import re
 
 import pytest
 
 from tests.cli_runner import run_pipeline
+from tests.doc_snippets import FAIRSEQ_LOG_RECORD, python_snippets, run_snippet
 
 pytestmark = pytest.mark.slow
 
@@ -106,3 +109,45 @@ def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fai
     best = int(probabilities.argmax())
     assert TASKS["sst2"].label_names[int(labels[best + labels.nspecial])] == prediction[0]["label"]
     assert float(probabilities[best]) == pytest.approx(prediction[0]["score"], abs=1e-5)
+
+
+# --- the docs' Python snippets, run verbatim against this quick start (docs/snippets.md) -------------
+
+RUNNABLE = [snippet for snippet in python_snippets() if snippet.kind == "runnable"]
+
+
+@pytest.fixture(scope="module")
+def snippet_runs(finished, tmp_path_factory):
+    """{snippet name: its completed process}, each run from its own directory beside quickstart_output/."""
+    out, _ = finished
+    root = tmp_path_factory.mktemp("snippets")
+    return {snippet.name: run_snippet(snippet, str(out), str(root / re.sub(r"\W", "_", snippet.name)))
+            for snippet in RUNNABLE}
+
+
+@pytest.mark.parametrize("snippet", RUNNABLE, ids=lambda snippet: snippet.name)
+def test_the_docs_python_snippets_run_verbatim(snippet, snippet_runs):
+    """Exit status 0; on stdout the snippet's own prints (one line each), on stderr nothing but fairseq's
+    INFO records."""
+    proc = snippet_runs[snippet.name]
+    assert proc.returncode == 0, f"{snippet.name} failed:\n{proc.stderr[-4000:]}"
+    assert len(proc.stdout.splitlines()) == snippet.prints(), f"{snippet.name} printed:\n{proc.stdout}"
+    assert [line for line in proc.stderr.splitlines() if not FAIRSEQ_LOG_RECORD.match(line)] == [], proc.stderr
+
+
+def test_a_users_transformers_script_predicts_trains_resizes_saves_and_reloads(finished, snippet_runs):
+    """The acceptance case (docs/export.md, "All of it in one script"): the fast tokenizer, the task's labels,
+    a pipeline's prediction, a finite loss after a step with activation checkpointing, one more token, and the
+    reloaded model's logits equal to the saved one's; nothing on stderr."""
+    out, _ = finished
+    (snippet,) = [snippet for snippet in RUNNABLE if "resize_token_embeddings(" in snippet.code]
+    proc = snippet_runs[snippet.name]
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-4000:]
+    tokenizer_line, prediction_line, loss_line, reload_line = proc.stdout.splitlines()
+    assert tokenizer_line == "LinformerTokenizerFast {0: 'negative', 1: 'positive'}"
+    (prediction,) = ast.literal_eval(prediction_line)
+    assert prediction["label"] in ("negative", "positive") and 0.5 <= prediction["score"] <= 1
+    loss = float(loss_line.removeprefix("loss "))
+    assert math.isfinite(loss) and loss > 0
+    vocabulary = json.load(open(out / "hf_model" / "config.json"))["vocab_size"]
+    assert reload_line == f"{vocabulary + 1} True"

@@ -13,7 +13,6 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
-from ..replication.spectrum import attention_spectrum, summary, write_outputs
 
 
 @reports_errors("attention-spectrum")
@@ -30,6 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is available")
     args = parser.parse_args(argv)
     setup_logging()
+    from ..replication.spectrum import attention_spectrum, summary, write_outputs  # fairseq: after --help
+
     result = attention_spectrum(args.checkpoint, args.data, args.split, args.sentences, args.max_length, args.cpu)
     write_outputs(result, args.out)
     print(summary(result))

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..atomic_files import atomic_directory, atomic_write_json
+from ..errors import LinformerError
 from .environment import torchaudio_problem
 from .fast_tokenizer import ConversionError, build_fast_tokenizer
 from .model_card import write_model_card
@@ -51,7 +52,7 @@ VERIFY_SENTENCES = (
 )
 
 
-class ExportError(Exception):
+class ExportError(LinformerError):
     """The checkpoint (or its data) cannot be exported exactly; the message says why and what to do."""
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from ..errors import LinformerError, print_error
-from ..paths import REPOSITORY
+from ..paths import SAMPLE_DATA
 from .stages import Stages
 
 NEEDED_BYTES = 1 << 30  # free disk space: every stage needs well under 1 GiB
@@ -59,7 +59,7 @@ def run(out: str, fast: bool = False, clean: bool = False) -> int:
                        updates=pretrain_updates)
         stages.run("finetune_data", "the SST-2-format sample (sample_data/SST-2) encoded with the corpus's SentencePiece", [
             tool("linformer_data_prep.finetune_data", "--task", "sst2", "--source",
-                 os.path.join(REPOSITORY, "sample_data", "SST-2"), "--tokenizer-dir", os.path.join(out, "corpus"),
+                 os.path.join(SAMPLE_DATA, "SST-2"), "--tokenizer-dir", os.path.join(out, "corpus"),
                  "--out", os.path.join(out, "sst2"), "--max-positions", 128)])
         stages.env.update(CONFIG="tiny", DATA_DIR=os.path.join(out, "sst2"), RUN_DIR=run_dir)
         stages.run("finetune", f"fine-tuning the pretrained Linformer on the sample, {finetune_updates} updates, "

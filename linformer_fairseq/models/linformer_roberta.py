@@ -37,7 +37,10 @@ logger = logging.getLogger(__name__)
 
 def find_tokenizer(model_name_or_path, data_name_or_path):
     """(bpe, its fairseq options, the places looked at) for ``from_pretrained(bpe="auto")``."""
-    data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
+    # where fairseq's from_pretrained reads the data: relative to the model's directory when the path
+    # starts with ".", else as given (relative to the working directory)
+    data = str(data_name_or_path)
+    data = os.path.abspath(os.path.join(str(model_name_or_path), data) if data.startswith(".") else data)
     searched = []
     # data prep writes OUT/spm.model beside OUT/data-bin/shard0: up to two levels above the data
     for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
