@@ -75,6 +75,8 @@ setup(
             "linformer-attention-spectrum = linformer_fairseq.cli.attention_spectrum:main",
             "linformer-benchmark-models = linformer_fairseq.cli.benchmark_models:main",
             "linformer-gpu-check = linformer_fairseq.cli.gpu_check:main",
+            "linformer-speed-targets = linformer_fairseq.cli.speed_targets:main",
+            "linformer-profile-attention = linformer_fairseq.cli.profile_attention:main",
             "linformer-quickstart = linformer_fairseq.cli.quickstart:main",
             "linformer-replicate = linformer_fairseq.cli.replicate:main",
             "linformer-replication-report = linformer_fairseq.cli.replication_report:main",

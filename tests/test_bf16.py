@@ -174,12 +174,12 @@ def test_fused_attention_in_bf16_takes_its_softmax_in_fp32(monkeypatch):
 def test_bf16_pretraining_through_the_hydra_command_the_launcher_builds(mlm_data, tmp_path):
     """The command ``linformer-pretrain`` builds for CPU=1 (fp32 today), with the one override that
     bf16 adds: ``common.bf16=true``. Trains and checkpoints."""
-    from linformer_fairseq.cli import pretrain
+    from linformer_fairseq.launch import pretrain
 
     save_dir = tmp_path / "save"
-    command, _, _ = pretrain.plan_launch("tiny_n64_k16", mlm_data, str(save_dir), [
+    command = pretrain.plan_launch("tiny_n64_k16", mlm_data, str(save_dir), [
         "optimization.max_update=6", "common.log_interval=1", "task.tokens_per_update=512",
-        "checkpoint.save_interval_updates=3", "lr_scheduler.warmup_updates=2"], env={"CPU": "1"})
+        "checkpoint.save_interval_updates=3", "lr_scheduler.warmup_updates=2"], env={"CPU": "1"}).command
     assert "common.cpu=true" in command and not any(arg.startswith("common.bf16") for arg in command)
     done = subprocess.run(command + ["common.bf16=true"], capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))

@@ -36,7 +36,7 @@ def python(code, cwd=None, timeout=300):
 def test_every_console_script_is_a_cli_main_and_every_cli_module_a_console_script():
     scripts = [ep for ep in importlib.metadata.distribution("linformer-fairseq").entry_points
                if ep.group == "console_scripts"]
-    assert len(scripts) == 22
+    assert len(scripts) == 24
     for script in scripts:
         assert script.module.startswith(("linformer_fairseq.cli.", "linformer_data_prep.")), script
         assert callable(script.load()), script

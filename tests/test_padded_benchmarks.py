@@ -7,8 +7,11 @@ import csv
 import pytest
 import torch
 
-from linformer_fairseq.cli import benchmark_attention as bench
-from linformer_fairseq.cli import benchmark_models
+from linformer_fairseq.bench import attention as bench
+from linformer_fairseq.bench import models as benchmark_models
+from linformer_fairseq.bench import models_report
+from linformer_fairseq.cli import benchmark_attention
+from linformer_fairseq.cli import benchmark_models as benchmark_models_cli
 
 
 @pytest.mark.parametrize("fraction,real", [(1.0, None), (0.9, 115), (0.5, 64)])
@@ -41,7 +44,7 @@ def test_every_method_is_handed_the_padding_mask(method):
 
 
 def test_attention_small_mode_measures_and_reports_padded_points(tmp_path):
-    bench.main(["--small", "--out", str(tmp_path), "--ns", "128", "--ks", "32", "--methods", "linformer,sdpa,sdpa_math",
+    benchmark_attention.main(["--small", "--out", str(tmp_path), "--ns", "128", "--ks", "32", "--methods", "linformer,sdpa,sdpa_math",
                 "--real-fractions", "1,0.5", "--baselines", "sdpa_math", "--repeats", "1", "--no-progress"])
     with open(tmp_path / "attention_benchmark.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -89,12 +92,12 @@ def test_models_small_mode_measures_and_reports_padded_points(tmp_path):
         assert row["status"] == "ok", row
         if row["real_fraction"]:
             assert row["real_tokens"] == row["padded_tokens"] // 2 == 128  # batch 4: one of 64, three of 21-22
-    table = benchmark_models.markdown(rows)
+    table = models_report.markdown(rows)
     assert "### training: ours / roberta" in table and "### training, 50% real tokens: ours / roberta" in table
     assert table.index("### training: ours") < table.index("### training, 50% real tokens: ours")
 
 
 def test_models_benchmark_rejects_a_bad_fraction(capsys):
     with pytest.raises(SystemExit):
-        benchmark_models.parse_args(["--out", "x", "--real-fractions", "mix,1.5"])
+        benchmark_models_cli.parse_args(["--out", "x", "--real-fractions", "mix,1.5"])
     assert "expected 'mix' or fractions in (0, 1], got '1.5'" in capsys.readouterr().err

@@ -5,8 +5,9 @@ import re
 
 import torch
 
-from linformer_fairseq.cli import profile_attention
-from linformer_fairseq.cli.speed_targets import layer_training_flops
+from linformer_fairseq.bench import profile_attention
+from linformer_fairseq.bench.speed_targets import layer_training_flops
+from linformer_fairseq.cli import profile_attention as profile_attention_cli
 
 TINY = ["--n", "64", "--tokens", "256", "--embed-dim", "32", "--heads", "2", "--rounds", "2"]
 
@@ -19,7 +20,7 @@ def test_interleaved_medians_time_every_step_once_per_round():
 
 
 def test_profile_reports_each_layer_and_padding(capsys):
-    profile_attention.main(["profile", *TINY, "--ks", "16", "--real", "1,0.5", "--top", "3"])
+    profile_attention_cli.main(["profile", *TINY, "--ks", "16", "--real", "1,0.5", "--top", "3"])
     out = capsys.readouterr().out
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (sdpa|linformer k=16)(?:, 50% real)? \| \d+ \| ([\d.]+)x",
                                                          out, re.M)}
@@ -32,7 +33,7 @@ def test_profile_reports_each_layer_and_padding(capsys):
 
 def test_compile_times_eager_against_compiled(capsys):
     torch._dynamo.reset()
-    profile_attention.main(["compile", *TINY, "--k", "16", "--backend", "aot_eager", "--mode", "inference"])
+    profile_attention_cli.main(["compile", *TINY, "--k", "16", "--backend", "aot_eager", "--mode", "inference"])
     out = capsys.readouterr().out
     assert re.search(r"^\| 100% \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$", out, re.M)
     assert re.search(r"^\| 50% \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$", out, re.M)

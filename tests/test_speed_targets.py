@@ -11,7 +11,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from linformer_fairseq.cli import speed_targets
+from linformer_fairseq.bench import speed_targets
 from tests.model_factory import build_model, write_dictionary
 
 TINY = ("--encoder-layers", 2, "--encoder-embed-dim", 64, "--encoder-ffn-embed-dim", 128,
@@ -54,4 +54,4 @@ def test_every_target_is_below_its_ceiling_and_the_docs_table_is_current():
         docs = f.read()
     generated = docs.split(speed_targets.TABLE_BEGIN)[1].split(speed_targets.TABLE_END)[0]
     assert generated.strip() == speed_targets.targets_table().strip(), \
-        "docs/benchmarks.md: run python -m linformer_fairseq.cli.speed_targets --docs"
+        "docs/benchmarks.md: run linformer-speed-targets --docs"

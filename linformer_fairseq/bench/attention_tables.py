@@ -27,9 +27,25 @@ def _ratio(baseline: Optional[dict], row: Optional[dict], field: str) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
+def real_fraction_of(row: dict) -> float:
+    """The fraction of real tokens of a row's batches (1 in CSVs written before padded points)."""
+    return float(row.get("real_fraction") or 1.0)
+
+
 def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
+    """``markdown_tables_of`` the unpadded rows, then of each fraction of real tokens, most real first."""
+    fractions = sorted({real_fraction_of(r) for r in rows}, reverse=True)
+    if fractions == [1.0]:
+        return markdown_tables_of(rows, baselines)
+    return "\n".join(markdown_tables_of([r for r in rows if real_fraction_of(r) == f], baselines,
+                                        "" if f == 1.0 else f", {f:.0%} real tokens (right-padded)")
+                     for f in fractions)
+
+
+def markdown_tables_of(rows: List[dict], baselines: Sequence[str], padding: str = "") -> str:
     """Table 3 of the paper per (mode, Linformer method, baseline): rows n, columns k,
-    cells "time saved / memory saved" as ratios baseline / method; plus absolute full-attention numbers."""
+    cells "time saved / memory saved" as ratios baseline / method; plus absolute full-attention numbers.
+    ``padding`` names the batches' padding in the headings."""
     index = {(r["method"], r["mode"], int(r["n"]), int(r["k"]) if r["k"] != "" else None): r for r in rows}
     ns = sorted({int(r["n"]) for r in rows})
     ks = sorted({int(r["k"]) for r in rows if r["k"] != ""})
@@ -43,7 +59,7 @@ def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
     for mode in modes:
         for method in [m for m in LINFORMER if any(r["method"] == m for r in rows)]:
             for baseline in [b for b in baselines if any(r["method"] == b for r in rows)]:
-                out += [f"### {mode}: {method} vs {baseline}", "",
+                out += [f"### {mode}{padding}: {method} vs {baseline}", "",
                         "| n \\ k | " + " | ".join(str(k) for k in ks) + " |", "|---|" + "---|" * len(ks)]
                 for n in ns:
                     base = index.get((baseline, mode, n, None))
@@ -56,7 +72,7 @@ def markdown_tables(rows: List[dict], baselines: Sequence[str]) -> str:
                 out.append("")
         full = [m for m in FULL_ATTENTION if any(r["method"] == m for r in rows)]
         if full:
-            out += [f"### {mode}: methods without k, time ms / peak MiB", "",
+            out += [f"### {mode}{padding}: methods without k, time ms / peak MiB", "",
                     "| n | " + " | ".join(full) + " |", "|---|" + "---|" * len(full)]
             for n in ns:
                 cells = []
@@ -87,6 +103,7 @@ def write_report(rows: List[dict], out: str, baselines: Sequence[str], plot_k: i
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     atomic_write_text(os.path.join(out, "attention_benchmark.md"),
                       f"# Attention benchmark ({stamp}, torch {torch.__version__})\n\n{tables}\n")
-    if any(row["status"] == "ok" for row in rows):
-        plot_time_vs_n(rows, os.path.join(out, "attention_time_vs_n.png"), plot_k)
+    most_real = [r for r in rows if real_fraction_of(r) == max(map(real_fraction_of, rows))]  # one curve per method
+    if any(row["status"] == "ok" for row in most_real):
+        plot_time_vs_n(most_real, os.path.join(out, "attention_time_vs_n.png"), plot_k)
     return tables

@@ -9,8 +9,10 @@ Dropout as the architectures set it (0.1).
 
 Batches: ``tokens / n`` documents, of lengths drawn uniformly in [n/2, n] except one of exactly n,
 right-padded to n as fairseq's collater pads a batch to its longest document: about a quarter of the
-slots are padding when a batch holds several documents (none at batch 1). Random tokens of a
-``vocab``-word dictionary; the same batch for both models. Tokens/s counts real tokens, not pads.
+slots are padding when a batch holds several documents (none at batch 1). Padded points
+(``real_fraction``): the other documents share what makes that fraction of the slots real (a lone
+document is that fraction of n). Random tokens of a ``vocab``-word dictionary; the same batch for
+both models. Tokens/s counts real tokens, not pads.
 
 ``inference``: ``model.eval()``, ``torch.no_grad()``, ``model(src_tokens, features_only=True)``: the
 encoder's features for every token (what a classification or tagging head reads); the LM head,
@@ -59,7 +61,8 @@ SMALL_GRID = dict(ns=(64, 128), train_ns=(128,), ks=(16,), tokens=512, train_tok
                   size_args=("--encoder-layers", "2", "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "256",
                              "--encoder-attention-heads", "4"))
 MASK_FRACTION = 0.15
-CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_tokens", "padded_tokens", "threads", "device", "time_ms",
+CSV_FIELDS = ["model", "k", "mode", "n", "batch", "real_fraction", "real_tokens", "padded_tokens", "threads", "device",
+              "time_ms",
               "tokens_per_s", "peak_tracked_mib", "step_added_mib", "peak_rss_mib", "import_rss_mib", "parameters",
               "first_step_s", "memory_limit_gib", "status"]
 KILL_MARGIN_S = 120  # a point process gets --point-budget plus this before it is killed
@@ -102,17 +105,24 @@ def build(flags: Sequence[str]):
     return task, model, criterion, optim.build_optimizer(args, params)
 
 
-def document_lengths(n: int, batch: int, seed: int = 0) -> List[int]:
-    """One document of exactly n tokens (the batch's padded length), the others uniform in [n/2, n]."""
-    rng = random.Random(seed * 1_000_003 + n)
-    return [n] + [rng.randint(n // 2, n) for _ in range(batch - 1)]
+def document_lengths(n: int, batch: int, seed: int = 0, real_fraction: Optional[float] = None) -> List[int]:
+    """One document of exactly n tokens (the batch's padded length), the others uniform in [n/2, n];
+    with ``real_fraction``, the others share what makes that fraction of the batch's slots real
+    (at least 2 tokens each, <s> and </s>), and a lone document has that fraction of n."""
+    if real_fraction is None:
+        rng = random.Random(seed * 1_000_003 + n)
+        return [n] + [rng.randint(n // 2, n) for _ in range(batch - 1)]
+    if batch == 1:
+        return [max(2, round(real_fraction * n))]
+    rest = max(2 * (batch - 1), round(real_fraction * batch * n) - n)
+    return [n] + [rest // (batch - 1) + (i < rest % (batch - 1)) for i in range(batch - 1)]
 
 
-def make_batch(dictionary, mask_idx: int, n: int, batch: int, seed: int = 0):
+def make_batch(dictionary, mask_idx: int, n: int, batch: int, seed: int = 0, real_fraction: Optional[float] = None):
     """(src_tokens, src_lengths, masked src_tokens, targets): right-padded to n, the same for every model."""
     import torch
 
-    lengths = document_lengths(n, batch, seed)
+    lengths = document_lengths(n, batch, seed, real_fraction)
     g = torch.Generator().manual_seed(seed * 7919 + n)
     src = torch.full((batch, n), dictionary.pad(), dtype=torch.long)
     for row, length in enumerate(lengths):
@@ -181,7 +191,7 @@ def measure_point(spec: dict) -> dict:
     n, k, mode = spec["n"], spec["k"], spec["mode"]
     batch = spec["tokens"] // n
     row = dict(model=model_label(k), k=k or "", mode=mode, n=n, batch=batch, padded_tokens=batch * n,
-               threads=torch.get_num_threads(), device=device_name(torch.device("cpu")),
+               real_fraction=spec.get("real_fraction") or "", threads=torch.get_num_threads(), device=device_name(torch.device("cpu")),
                import_rss_mib=round(import_rss), memory_limit_gib=spec.get("memory_limit_gib") or "", status="ok")
     torch.manual_seed(spec.get("seed", 0))
     stage = "while building the model"
@@ -189,7 +199,8 @@ def measure_point(spec: dict) -> dict:
         task, model, criterion, optimizer = build(train_flags(spec["data"], n, k, spec["size_args"],
                                                               spec.get("attention_dropout")))
         row["parameters"] = sum(p.numel() for p in model.parameters())
-        src, lengths, masked_src, target = make_batch(task.source_dictionary, task.mask_idx, n, batch, spec.get("seed", 0))
+        src, lengths, masked_src, target = make_batch(task.source_dictionary, task.mask_idx, n, batch, spec.get("seed", 0),
+                                                      spec.get("real_fraction"))
         row["real_tokens"] = int(lengths.sum())
         step = make_step(mode, task, model, criterion, optimizer, src, lengths, masked_src, target)
         stage = "during a step"
@@ -235,6 +246,8 @@ def _too_slow(row: dict, first_step_s: float, steps: int, budget_s: float) -> bo
 def run_point(spec: dict, out: str) -> dict:
     """``measure_point(spec)`` in a fresh Python process with ``spec["threads"]`` OpenMP threads."""
     name = f"{'roberta' if not spec['k'] else 'linformer_k' + str(spec['k'])}_{spec['mode']}_n{spec['n']}"
+    if spec.get("real_fraction"):
+        name += f"_real{round(100 * spec['real_fraction'])}"
     log_path, result_path = (os.path.join(out, "points", f"{name}.{ext}") for ext in ("log", "json"))
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     if os.path.exists(result_path):
@@ -249,6 +262,7 @@ def run_point(spec: dict, out: str) -> dict:
                "--result", result_path]
     batch = spec["tokens"] // spec["n"]
     fallback = dict(model=model_label(spec["k"]), k=spec["k"] or "", mode=spec["mode"], n=spec["n"], batch=batch,
+                    real_fraction=spec.get("real_fraction") or "",
                     padded_tokens=batch * spec["n"], threads=spec.get("threads") or "",
                     memory_limit_gib=spec["memory_limit_gib"])
     with open(log_path, "w") as log:
@@ -272,11 +286,12 @@ def point_specs(args, data: str) -> List[dict]:
         warmup = args.warmup if args.warmup is not None else (0 if mode == "inference" else 1)
         for n in ns:
             ks = ([None] if "roberta" in args.models else []) + (list(args.ks) if "linformer" in args.models else [])
-            for k in ks:
-                specs.append(dict(mode=mode, n=n, k=k, tokens=tokens, warmup=warmup, repeats=args.repeats,
-                                  threads=args.threads, data=data, size_args=args.size_args, seed=args.seed,
-                                  point_budget=args.point_budget, memory_limit_gib=args.memory_limit_gib,
-                                  attention_dropout=args.attention_dropout))
+            for real_fraction in args.real_fractions:
+                for k in ks:
+                    specs.append(dict(mode=mode, n=n, k=k, tokens=tokens, warmup=warmup, repeats=args.repeats,
+                                      threads=args.threads, data=data, size_args=args.size_args, seed=args.seed,
+                                      point_budget=args.point_budget, memory_limit_gib=args.memory_limit_gib,
+                                      attention_dropout=args.attention_dropout, real_fraction=real_fraction))
     return specs
 
 
@@ -296,7 +311,8 @@ def run_grid(specs: List[dict], out: str) -> List[dict]:
         row = run_point(spec, out)
         rows.append(row)
         write_csv(csv_path, rows)
-        logger.info(f"{row['model']} {row['mode']} n={row['n']} batch={row['batch']}: {row['status']}, "
+        logger.info(f"{row['model']} {row['mode']} n={row['n']} batch={row['batch']} "
+                    f"real={row.get('real_fraction') or 'mix'}: {row['status']}, "
                     f"{row.get('time_ms') or '-'} ms/step, {row.get('tokens_per_s') or '-'} tokens/s, "
                     f"{row.get('peak_tracked_mib') or '-'} MiB tracked, {row.get('peak_rss_mib') or '-'} MiB RSS "
                     f"({time.perf_counter() - clock:.0f} s)")

@@ -37,13 +37,29 @@ def _cell(row: Optional[dict], field: str, fmt: str) -> str:
     return format(float(row[field]), fmt)
 
 
+def real_fraction_label(row: dict) -> str:
+    """"" for the default mix of document lengths, else the requested fraction of real tokens."""
+    value = row.get("real_fraction")
+    return "" if value in ("", None) else f"{float(value):g}"
+
+
 def markdown(rows: List[dict], header: str = "") -> str:
+    """The tables of ``markdown_of`` for the default batches, then for each fraction of real tokens."""
+    fractions = sorted({real_fraction_label(r) for r in rows}, key=lambda f: (f != "", -float(f or 1)))
+    parts = [markdown_of([r for r in rows if real_fraction_label(r) == f],
+                         "" if f == "" else f", {float(f):.0%} real tokens") for f in fractions]
+    return "\n".join(([header, ""] if header else []) + parts)
+
+
+def markdown_of(rows: List[dict], padding: str = "") -> str:
+    """Per mode: the ratios ours / roberta at each n and k, then every model's absolute numbers;
+    ``padding`` names the batches' padding in the headings."""
     index = {(r["mode"], int(r["n"]), int(r["k"]) if r["k"] not in ("", None) else None): r for r in rows}
     ks = sorted({int(r["k"]) for r in rows if r["k"] not in ("", None)})
-    out = [header, ""] if header else []
+    out = []
     for mode in [m for m in MODES if any(r["mode"] == m for r in rows)]:
         ns = sorted({int(r["n"]) for r in rows if r["mode"] == mode})
-        out += [f"### {mode}: ours / roberta", "",
+        out += [f"### {mode}{padding}: ours / roberta", "",
                 "| n | " + " | ".join(f"k = {k}: tokens/s, tracked memory, peak RSS" for k in ks) + " |",
                 "|---|" + "---|" * len(ks)]
         for n in ns:
@@ -51,7 +67,7 @@ def markdown(rows: List[dict], header: str = "") -> str:
             cells = [", ".join(ratio(index.get((mode, n, k)), base, f) for f in
                                ("tokens_per_s", "peak_tracked_mib", "peak_rss_mib")) for k in ks]
             out.append(f"| {n} | " + " | ".join(cells) + " |")
-        out += ["", f"### {mode}: absolute numbers", "",
+        out += ["", f"### {mode}{padding}: absolute numbers", "",
                 "| n | batch | real tokens | model | s/step | tokens/s | peak tracked MiB | peak RSS MiB |",
                 "|---|---|---|---|---|---|---|---|"]
         for n in ns:
@@ -97,7 +113,8 @@ def report_header(args, argv: Sequence[str], started: datetime.datetime, load_st
             f"at the end {', '.join(f'{v:.2f}' for v in load_end)}.\n\n"
             f"Command: `linformer-benchmark-models {shlex.join(argv)}`\n\n"
             f"Inference: {args.tokens} token slots per batch (batch = {args.tokens} / n), training: "
-            f"{args.train_tokens}; document lengths uniform in [n/2, n], one of n, padded to n. Ratios are "
+            f"{args.train_tokens}; document lengths uniform in [n/2, n], one of n, padded to n (padded points: "
+            "that fraction of the slots real). Ratios are "
             "ours / roberta: tokens/s above 1x means ours is faster, memory below 1x means ours needs less. "
             "Tracked memory: MemTracker's peak of all tensors (weights, gradients, Adam state, activations); "
             "peak RSS: the point's whole process. Attention dropout: "
@@ -111,6 +128,7 @@ def write_report(rows: List[dict], out: str, header: str) -> str:
     """OUT/models_benchmark.md and OUT/models_time_vs_n.png (when a point finished); returns the tables."""
     table = markdown(rows, header)
     atomic_write_text(os.path.join(out, "models_benchmark.md"), table + "\n")
-    if any(_ok(r) for r in rows):
-        plot_time_vs_n(rows, os.path.join(out, "models_time_vs_n.png"))
+    first = real_fraction_label(rows[0]) if rows else ""
+    if any(_ok(r) for r in rows):  # one curve per model: the first kind of batch
+        plot_time_vs_n([r for r in rows if real_fraction_label(r) == first], os.path.join(out, "models_time_vs_n.png"))
     return table

@@ -19,8 +19,10 @@ default (time and memory)
     float32 on the CPU); a point that runs out of memory is recorded as OOM. Writes
     ``OUT/attention_benchmark.csv`` (after every point), ``OUT/attention_benchmark.md`` (rows n,
     columns k, cells "time saved / memory saved" against a full-attention baseline, as Table 3) and
-    ``OUT/attention_time_vs_n.png``. ``--small`` runs a tiny grid on the CPU in seconds. The
-    methods compared: linformer_fairseq/bench/attention.py.
+    ``OUT/attention_time_vs_n.png``. ``--small`` runs a tiny grid on the CPU in seconds.
+    ``--real-fractions 1,0.9,0.5`` repeats the grid on padded batches (each row that fraction of
+    real tokens, then padding; every method gets the key padding mask), as fine-tuning batches are;
+    the tables show each fraction apart. The methods compared: linformer_fairseq/bench/attention.py.
 """
 
 import argparse
@@ -28,7 +30,7 @@ import logging
 import os
 import sys
 
-from ..bench.options import positive_ints, with_progress
+from ..bench.options import fractions, positive_ints, with_progress
 from ..launch.console import tool_parser
 
 
@@ -48,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baselines", type=lambda s: s.split(","), default=["sdpa_math", "sdpa"],
                         help="full-attention methods the ratio tables divide by (default: %(default)s)")
     parser.add_argument("--tokens", type=int, help="tokens per batch; batch = tokens / n (default 65536)")
+    parser.add_argument("--real-fractions", type=fractions, default=[1.0],
+                        help="fractions of real tokens per row, the rest right-padding, one grid per fraction "
+                        "(default 1: no padding; e.g. 1,0.9,0.5 as fine-tuning batches are padded)")
     parser.add_argument("--embed-dim", type=int)
     parser.add_argument("--heads", type=int)
     parser.add_argument("--warmup", type=int)
@@ -110,7 +115,8 @@ def main(argv=None) -> int:
         return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    points = list(grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens))
+    points = list(grid_points(args.ns, args.ks, args.methods, args.modes, args.tokens,
+                              sorted(set(args.real_fractions), reverse=True)))
     if not points:
         print(f"benchmark-attention: error: nothing to measure: no k in --ks {args.ks} is below any n in --ns {args.ns}",
               file=sys.stderr)

@@ -7,7 +7,9 @@ inference on long padded documents and training steps, on the CPU: time per step
 Models are built as ``fairseq-train`` builds them; each point (model, mode, n) runs in a fresh
 process with a capped memory and a time budget, so one that runs out of memory or time is recorded
 (``OOM``, ``too slow``, ``timeout``) and the benchmark goes on. ``--small``: 2 layers of 64, 4 heads
-(for tests). What is measured and how: linformer_fairseq/bench/models.py.
+(for tests). ``--real-fractions mix,0.9,0.5`` adds padded points: the other documents of a batch
+share what makes that fraction of its slots real (the tables show each fraction apart). What is
+measured and how: linformer_fairseq/bench/models.py.
 
 Output in ``--out DIR``: ``models_benchmark.csv`` (rewritten after every point),
 ``models_benchmark.md`` (per mode: every model's time, tokens/s and memory, and the ratios
@@ -21,7 +23,7 @@ import logging
 import os
 import sys
 
-from ..bench.options import positive_ints
+from ..bench.options import fractions_or_mix, positive_ints
 from ..launch.console import setup_logging, tool_parser
 
 logger = logging.getLogger("linformer_fairseq.bench.models")
@@ -55,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="both models' attention dropout (default: the architectures' 0.1). On the CPU, "
                         "PyTorch's fused attention kernel takes no dropout: with it, full attention runs the math "
                         "kernel, which stores n x n probabilities for the backward")
+    parser.add_argument("--real-fractions", type=fractions_or_mix, default=[None],
+                        help="the batches measured: 'mix' (the default: lengths uniform in [n/2, n], one of n) "
+                        "and/or fractions of real token slots, e.g. mix,0.9,0.5")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--point", help=argparse.SUPPRESS)  # internal: measure one point (JSON spec)
     parser.add_argument("--result", help=argparse.SUPPRESS)
