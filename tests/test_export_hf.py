@@ -265,6 +265,22 @@ for kind, directory in ((AutoModelForSequenceClassification, sys.argv[1]), (Auto
     assert out.stdout == "" and out.stderr == ""
 
 
+def test_a_config_without_pre_layer_norm_is_post_ln(exports, tmp_path):
+    """Exports written before the field existed are post-LN, and the current code reads them so."""
+    import shutil
+
+    _, directory = exports["headwise"]
+    shutil.copytree(directory, tmp_path / "old")
+    config = json.load(open(tmp_path / "old" / "config.json"))
+    assert config.pop("pre_layer_norm") is False
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    old = load(tmp_path / "old", "AutoModelForSequenceClassification")
+    assert not old.config.pre_layer_norm and old.linformer.layer_norm is None
+    tokens = torch.tensor([[0, 10, 11, 12, 2]])
+    with torch.no_grad():
+        assert torch.equal(old(tokens).logits, load(directory, "AutoModelForSequenceClassification")(tokens).logits)
+
+
 def test_config_and_files(exports):
     _, directory = exports["layerwise"]
     config = json.load(open(os.path.join(directory, "config.json")))
