@@ -1,5 +1,7 @@
 """The replication's figures: Figure 3's sweeps, pretraining runs side by side, Figure 1's spectra."""
 
+import os
+
 from ..atomic_files import PathLike
 from ..figures import pyplot, save
 
@@ -80,11 +82,14 @@ def plot_pretraining_curves(curves_by_run: dict, path: PathLike) -> None:
 
 
 def plot_spectrum(result: dict, path: PathLike) -> None:
-    """Figure 1 (left): the normalized cumulative singular values of the attention matrices, a curve
-    per layer and their average; a dotted line at the fraction the ranks are read at."""
+    """Figure 1: (left) the normalized cumulative singular values of the attention matrices, a curve
+    per layer and their average, a dotted line at the fraction the ranks are read at; (right) each
+    head's curve at index 128 (``at_index``), a heat map of layer x head."""
+    import numpy as np
+
     plt = pyplot()
     curves = result["curves"]
-    figure, ax = plt.subplots(figsize=(6.4, 4.4))
+    figure, (ax, heat) = plt.subplots(1, 2, figsize=(12.8, 4.6), gridspec_kw={"width_ratios": [1.15, 1]})
     layers = [key for key in curves if key != "average"]
     colours = plt.get_cmap("viridis")
     for position, layer in enumerate(layers):
@@ -98,8 +103,27 @@ def plot_spectrum(result: dict, path: PathLike) -> None:
     ax.set_ylabel("normalized cumulative singular value")
     ax.set_ylim(0, 1.02)
     ax.set_xlim(1, len(average))
-    ax.set_title(f"{result['arch']}: {result['attention']}, T = {result['length']}, {result['sentences']} sentences",
-                 fontsize="medium")
+    name = os.path.basename(str(result["model"]).rstrip("/")) if "model" in result else result["arch"]
+    ax.set_title(f"{name}: {result['attention']}, T = {result['length']}, {result['sentences']} sentences", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2 if len(layers) > 6 else 1, loc="lower right")
+
+    rows = [entry["head_at_128"] for entry in result["layers"]]
+    values = np.full((len(rows), max(len(row) for row in rows)), np.nan)
+    for i, row in enumerate(rows):
+        values[i, :len(row)] = row
+    image = heat.imshow(values, cmap="viridis", aspect="auto", origin="lower")
+    figure.colorbar(image, ax=heat, label="normalized cumulative singular value")
+    heat.set_xticks(range(values.shape[1]))
+    heat.set_yticks(range(len(rows)), [str(entry["layer"]) for entry in result["layers"]])
+    heat.set_xlabel("head")
+    heat.set_ylabel("layer")
+    if values.size <= 200:
+        middle = np.nanmin(values) + (np.nanmax(values) - np.nanmin(values)) / 2
+        for (i, j), value in np.ndenumerate(values):
+            if not np.isnan(value):
+                heat.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
+                          color="black" if value > middle else "white")
+    indices = sorted({entry["at_index"] for entry in result["layers"]})
+    heat.set_title(f"at index {', '.join(map(str, indices))} (of {len(average)})", fontsize="medium")
     save(figure, path)
