@@ -6,7 +6,9 @@
   plain copy that a kill leaves torn;
 * :func:`load` checks the file (:func:`~.integrity.check_file`) before it is unpickled and turns an
   unpickling error, including torch's refusal of an unsafe pickle, into one
-  :class:`~linformer_fairseq.errors.CheckpointError` naming the file.
+  :class:`~linformer_fairseq.errors.CheckpointError` naming the file;
+* :func:`read` is that load for the project's own tools (facts of a run, its progress): the state as
+  ``torch.save`` wrote it, weights-only, with the same checks; never ``torch.load`` directly.
 
 Only local paths: fairseq's own writer handles remote (``scheme://``) ones.
 """
@@ -35,6 +37,19 @@ def save(obj, path) -> None:
 
 def copy(source, destination) -> None:
     checksummed_copy(source, destination)
+
+
+def read(path, mmap: bool = False) -> dict:
+    """The state of the checkpoint file ``path`` as it was saved (no fairseq upgrade), after the checks
+    of :func:`load`; ``mmap``: map the tensors instead of reading them (for a checkpoint's facts)."""
+    import torch
+
+    from .safe_loading import allow_fairseq_checkpoint_globals
+
+    allow_fairseq_checkpoint_globals()
+    path = str(path)
+    return load(path, lambda: torch.load(path, map_location="cpu", weights_only=True,
+                                         mmap=mmap and zipfile.is_zipfile(path)))
 
 
 def load(path, unpickle: Callable[[], dict]) -> dict:

@@ -3,6 +3,8 @@
 * ``torch_persistent_save`` and ``PathManager.copy`` (how ``save_checkpoint`` writes
   ``checkpoint_X.pt`` and copies it to ``checkpoint_last.pt``/``checkpoint_best.pt``): local files
   go through :mod:`linformer_fairseq.checkpoints.storage`, whole and with a ``.sha256`` beside them.
+* ``save_checkpoint``: after fairseq deleted old checkpoints (``keep_interval_updates``,
+  ``keep_last_epochs``, ``keep_best_checkpoints``), their ``.sha256`` files go too.
 * ``load_checkpoint_to_cpu``: every loader (``--restore-file``, ``--finetune-from-model``,
   ``from_pretrained``, ``load_model_ensemble_and_task``, ``linformer-evaluate``, the launchers) goes
   through it; :func:`linformer_fairseq.checkpoints.storage.load` checks the file before it is
@@ -26,7 +28,7 @@ from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 from fairseq.trainer import Trainer
 
-from ..checkpoints import storage
+from ..checkpoints import checksums, storage
 from ..dictionaries import DATA_RECORD, check_model_data, data_record
 from ..errors import DataMismatch
 from .patch import Patch
@@ -52,6 +54,13 @@ def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
         return False
     storage.copy(src_path, dst_path)
     return True
+
+
+def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
+    saved = SAVE_CHECKPOINT.call_original(cfg, trainer, epoch_itr, val_loss)
+    if trainer.should_save_checkpoint_on_current_rank and storage.is_local(cfg.save_dir):
+        checksums.remove_orphaned_checksums(cfg.save_dir)
+    return saved
 
 
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
@@ -130,6 +139,9 @@ SAVE = Patch(checkpoint_utils, "torch_persistent_save", torch_persistent_save,
              "write checkpoints atomically (fsync, rename) with a .sha256 checksum beside them")
 COPY = Patch(PathManager, "copy", copy, "(src_path: str, dst_path: str, overwrite: bool = False) -> bool",
              "copy checkpoint_X.pt to checkpoint_last.pt/checkpoint_best.pt atomically, with its checksum")
+SAVE_CHECKPOINT = Patch(checkpoint_utils, "save_checkpoint", save_checkpoint,
+                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, epoch_itr, val_loss)",
+                        "remove the .sha256 of each checkpoint fairseq deletes (keep_interval_updates, ...)")
 LOAD_TO_CPU = Patch(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint_to_cpu,
                     "(path, arg_overrides=None, load_on_all_ranks=False)",
                     "check checkpoint files before unpickling them and name the file in every error")
@@ -143,4 +155,4 @@ ENSEMBLE = Patch(checkpoint_utils, "load_model_ensemble_and_task", load_model_en
                  "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
                  "num_shards=1, state=None)",
                  "compare a checkpoint's dictionary and task with the data's before loading its weights")
-PATCHES = [SAVE, COPY, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]
+PATCHES = [SAVE, COPY, SAVE_CHECKPOINT, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]
