@@ -12,9 +12,11 @@
 * ``Trainer.state_dict``: records ``extra_state["linformer_data"]``: the fingerprint, size and file
   of the task's dictionary and the task the data was prepared for (its meta.json).
 * ``Trainer.load_checkpoint``: once the file is read and before any weight is copied, compares that
-  record with the task's dictionary and data (``dictionaries.check_model_data``), and refuses to
-  resume optimizer state into a model whose tensors have other shapes (another
-  ``--max-positions``), pointing to ``--finetune-from-model``/``--reset-optimizer``.
+  record with the task's dictionary and data (``dictionaries.check_model_data``), refuses a
+  checkpoint of another kind of model (Linformer into RoBERTa and the reverse) and to resume
+  optimizer state into a model whose tensors have other shapes (another ``--max-positions``),
+  saying what works instead (``models.checkpoint_fit``); fairseq's own "Cannot load model
+  parameters" becomes one line.
 * ``load_model_ensemble_and_task``: the same dictionary and task comparison for
   ``from_pretrained`` and ``linformer-evaluate``, between building the task and loading the weights.
 """
@@ -23,6 +25,8 @@ import contextlib
 import contextvars
 import logging
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
@@ -35,7 +39,15 @@ from .patch import Patch
 
 logger = logging.getLogger(__name__)
 
-# set while Trainer.load_checkpoint runs: (trainer, filename, reset_optimizer)
+@dataclass
+class _Loading:
+    """What Trainer.load_checkpoint is doing, while it runs."""
+    trainer: object
+    filename: str
+    reset_optimizer: bool
+    stored_arch: Optional[str] = None  # the checkpoint's architecture, once it is read
+
+
 _LOADING_FOR_TRAINER = contextvars.ContextVar("linformer_loading_for_trainer", default=None)
 
 
@@ -66,31 +78,36 @@ def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     state = storage.load(path, lambda: LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks))
     loading = _LOADING_FOR_TRAINER.get()
-    if loading is not None:
-        trainer, filename, reset_optimizer = loading
-        if filename == path:
-            _check_for_trainer(state, path, trainer, reset_optimizer)
+    if loading is not None and loading.filename == path:
+        from ..models import checkpoint_fit  # registers the model: not while compat/ is imported
+
+        loading.stored_arch = checkpoint_fit.arch_of(checkpoint_fit.model_options(state))
+        _check_for_trainer(state, path, loading.trainer, loading.reset_optimizer)
     return state
 
 
 def _check_for_trainer(state, path, trainer, reset_optimizer):
+    from ..models import checkpoint_fit
+
     task = trainer.task
     data = getattr(getattr(task, "cfg", None), "data", None)
     dictionary = getattr(task, "source_dictionary", None) if data else None
     if data:  # a new fine-tuning (--finetune-from-model resets the optimizer) may change the task
         check_model_data(state, path, dictionary, data, compare_task=not reset_optimizer)
+    model_arch = checkpoint_fit.arch_of(getattr(trainer.cfg, "model", None))
+    checkpoint_fit.check_architecture(state, path, model_arch)
     if reset_optimizer or state.get("last_optimizer_state") is None:
         return
-    model_state = trainer.get_model().state_dict()
+    model = trainer.get_model()
+    model_state = model.state_dict()
     for name, stored in (state.get("model") or {}).items():
         target = model_state.get(name)
         if target is not None and hasattr(stored, "shape") and tuple(stored.shape) != tuple(target.shape):
+            positions = model.max_positions() if hasattr(model, "max_positions") else None
             raise DataMismatch(
                 f"{path}: {name} has shape {tuple(stored.shape)} in the checkpoint but {tuple(target.shape)} in "
                 "this model (another --max-positions, or other model options), so its optimizer state cannot be "
-                f"resumed. To continue from its weights at the new size, start from it with --finetune-from-model "
-                f"{path} (or --restore-file with --reset-optimizer): positions and projections are extended "
-                "when loading")
+                f"resumed; {checkpoint_fit.resume_advice(path, state, model_arch, positions)}")
 
 
 def state_dict(self):
@@ -107,10 +124,18 @@ def state_dict(self):
 
 def load_checkpoint(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None,
                     reset_meters=False):
-    token = _LOADING_FOR_TRAINER.set((self, filename, reset_optimizer))
+    loading = _Loading(self, filename, reset_optimizer)
+    token = _LOADING_FOR_TRAINER.set(loading)
     try:
         return TRAINER_LOAD.call_original(self, filename, reset_optimizer, reset_lr_scheduler, optimizer_overrides,
                                           reset_meters)
+    except Exception as error:
+        from ..models import checkpoint_fit
+
+        failure = checkpoint_fit.load_failure(filename, error, loading.stored_arch)
+        if failure is None or failure is error:
+            raise
+        raise failure from error
     finally:
         _LOADING_FOR_TRAINER.reset(token)
 
