@@ -127,6 +127,9 @@ def excepthook(kind, error, traceback):
     if reported is not None:
         print(one_line(reported), file=sys.stderr)
         return
+    if isinstance(error, KeyboardInterrupt):  # the user's Ctrl-C: where it landed is no news
+        print("error: interrupted (Ctrl-C, SIGINT)", file=sys.stderr)
+        return
     _previous_hook(kind, error, traceback)
 
 

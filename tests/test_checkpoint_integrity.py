@@ -288,3 +288,40 @@ def test_compare_pretraining_reads_checkpoints_through_the_checked_loader(tmp_pa
     expected = "is truncated" if damage == "truncated" else "was refused: it holds pickled objects"
     assert err.startswith(f"compare-pretraining: error: checkpoint {run / 'checkpoint_last.pt'} {expected}"), err
     assert not marker.exists()
+
+
+def resume_cfg(tmp_path, **options):
+    from types import SimpleNamespace
+
+    cfg = dict(save_dir=str(tmp_path / "save"), restore_file="checkpoint_last.pt", finetune_from_model=None,
+               continue_once=None, reset_optimizer=False, reset_lr_scheduler=False, reset_meters=False,
+               reset_dataloader=False)
+    return SimpleNamespace(**{**cfg, **options})
+
+
+def test_a_checkpoint_to_start_from_that_is_not_there_is_refused_not_ignored(tmp_path, monkeypatch):
+    """fairseq started from update 0 without a word when --restore-file or --continue-once named nothing
+    (a typo, or a path relative to another directory), and put the whole config in its ValueErrors."""
+    from linformer_fairseq.compat.checkpoint_io import check_resume_options
+    from linformer_fairseq.errors import MissingFile, OptionError
+
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "there.pt")
+    check_resume_options(resume_cfg(tmp_path))  # a first start
+    check_resume_options(resume_cfg(tmp_path, restore_file="there.pt"))
+    with pytest.raises(MissingFile) as error:
+        check_resume_options(resume_cfg(tmp_path, restore_file="runs/checkpoint_1_10.pt"))
+    assert str(error.value) == (f"--restore-file (checkpoint.restore_file) runs/checkpoint_1_10.pt does not exist "
+                                f"(relative to {tmp_path}); training would start from update 0 instead")
+    with pytest.raises(MissingFile, match="--continue-once"):
+        check_resume_options(resume_cfg(tmp_path, continue_once=str(tmp_path / "gone.pt")))
+    with pytest.raises(MissingFile, match="--finetune-from-model"):
+        check_resume_options(resume_cfg(tmp_path, finetune_from_model=str(tmp_path / "gone.pt")))
+    (tmp_path / "save").mkdir()
+    save(tmp_path / "save" / "checkpoint_last.pt")  # resuming: what it started from is no longer read
+    check_resume_options(resume_cfg(tmp_path, finetune_from_model=str(tmp_path / "gone.pt")))
+    with pytest.raises(OptionError, match="cannot be given together"):
+        check_resume_options(resume_cfg(tmp_path, restore_file="there.pt", finetune_from_model="there.pt"))
+    with pytest.raises(OptionError, match="drop --reset-optimizer --reset-dataloader"):
+        check_resume_options(resume_cfg(tmp_path, finetune_from_model="there.pt", reset_optimizer=True,
+                                        reset_dataloader=True))

@@ -78,12 +78,17 @@ def best_of(candidates: List[str], maximize: bool = False) -> Optional[str]:
 
 
 def resume_candidates(save_dir: str) -> List[str]:
-    """What ``checkpoint_last.pt`` can be rebuilt from, newest first: the intact ``checkpoint*.pt``
-    files, ``checkpoint_best.pt`` included (a whole training state too, only older: recipes that keep
-    no other checkpoint, such as sst2's and imdb's, have only that one)."""
+    """What ``checkpoint_last.pt`` can be rebuilt from, newest first (the most updates; at equal
+    updates the checkpoint fairseq wrote before it copied it to best, then the latest written): the
+    intact ``checkpoint*.pt`` files, ``checkpoint_best.pt`` included (a whole training state too;
+    recipes that keep no other checkpoint, such as sst2's and imdb's, have only that one)."""
     best = os.path.join(save_dir, "checkpoint_best.pt")
     candidates = intact_checkpoints(save_dir) + ([best] if is_intact(best) else [])
-    return sorted(candidates, key=os.path.getmtime, reverse=True)
+
+    def newest(path):
+        return saved_progress(path)[1] or 0, path != best, os.path.getmtime(path)
+
+    return sorted(candidates, key=newest, reverse=True)
 
 
 def _rebuild_last(save_dir: str, last: str, wrong: str) -> Optional[str]:

@@ -5,6 +5,9 @@
   go through :mod:`linformer_fairseq.checkpoints.storage`, whole and with a ``.sha256`` beside them.
 * ``save_checkpoint``: after fairseq deleted old checkpoints (``keep_interval_updates``,
   ``keep_last_epochs``, ``keep_best_checkpoints``), their ``.sha256`` files go too.
+* ``load_checkpoint`` (where a run chooses what it starts from): a ``--restore-file``,
+  ``--continue-once`` or ``--finetune-from-model`` that is not there is refused (fairseq silently
+  started from update 0 for the first two), and so are resume options that contradict each other.
 * ``load_checkpoint_to_cpu``: every loader (``--restore-file``, ``--finetune-from-model``,
   ``from_pretrained``, ``load_model_ensemble_and_task``, ``linformer-evaluate``, the launchers) goes
   through it; :func:`linformer_fairseq.checkpoints.storage.load` checks the file before it is
@@ -34,7 +37,7 @@ from fairseq.trainer import Trainer
 
 from ..checkpoints import checksums, storage
 from ..dictionaries import DATA_RECORD, check_model_data, data_record
-from ..errors import DataMismatch
+from ..errors import DataMismatch, MissingFile, OptionError
 from .patch import Patch
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,42 @@ def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
     if trainer.should_save_checkpoint_on_current_rank and storage.is_local(cfg.save_dir):
         checksums.remove_orphaned_checksums(cfg.save_dir)
     return saved
+
+
+def check_resume_options(cfg, suffix: str = "") -> None:
+    """The checkpoint a run starts from, as fairseq's ``load_checkpoint`` chooses it, must exist:
+    fairseq starts from update 0 without a word when a ``--restore-file`` or ``--continue-once`` it
+    was given is not there (a typo, or a relative path read from another directory), and stops with
+    a traceback (or a dump of the whole config) on the options below."""
+    resets = [flag for flag, on in (("--reset-optimizer", cfg.reset_optimizer),
+                                    ("--reset-lr-scheduler", cfg.reset_lr_scheduler),
+                                    ("--reset-meters", cfg.reset_meters),
+                                    ("--reset-dataloader", cfg.reset_dataloader)) if on]
+    if cfg.finetune_from_model is not None and resets:
+        raise OptionError(f"--finetune-from-model {cfg.finetune_from_model} resets the optimizer, learning-rate "
+                          f"scheduler, meters and data iterator itself: drop {' '.join(resets)}")
+    if cfg.restore_file != "checkpoint_last.pt" and cfg.finetune_from_model is not None:
+        raise OptionError(f"--finetune-from-model {cfg.finetune_from_model} and --restore-file {cfg.restore_file} "
+                          "cannot be given together: the first starts a run from a model's weights, the second "
+                          "resumes a training state; give one of them")
+
+    def missing(flag: str, path: str) -> None:
+        if storage.is_local(path) and not os.path.exists(path):
+            where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
+            raise MissingFile(f"{flag} {path} does not exist{where}; training would start from update 0 instead")
+
+    if cfg.restore_file != "checkpoint_last.pt":
+        missing("--restore-file (checkpoint.restore_file)", cfg.restore_file.replace(".pt", suffix + ".pt"))
+    elif not os.path.exists(os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")):
+        if getattr(cfg, "continue_once", None) is not None:
+            missing("--continue-once (checkpoint.continue_once)", cfg.continue_once)
+        elif cfg.finetune_from_model is not None:
+            missing("--finetune-from-model (checkpoint.finetune_from_model)", cfg.finetune_from_model)
+
+
+def load_training_checkpoint(cfg, trainer, **passthrough_args):
+    check_resume_options(cfg, trainer.checkpoint_suffix)
+    return LOAD_CHECKPOINT.call_original(cfg, trainer, **passthrough_args)
 
 
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
@@ -167,6 +206,10 @@ COPY = Patch(PathManager, "copy", copy, "(src_path: str, dst_path: str, overwrit
 SAVE_CHECKPOINT = Patch(checkpoint_utils, "save_checkpoint", save_checkpoint,
                         "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, epoch_itr, val_loss)",
                         "remove the .sha256 of each checkpoint fairseq deletes (keep_interval_updates, ...)")
+LOAD_CHECKPOINT = Patch(checkpoint_utils, "load_checkpoint", load_training_checkpoint,
+                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, **passthrough_args)",
+                        "refuse a --restore-file, --continue-once or --finetune-from-model that is not there, and "
+                        "contradicting resume options, in one line")
 LOAD_TO_CPU = Patch(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint_to_cpu,
                     "(path, arg_overrides=None, load_on_all_ranks=False)",
                     "check checkpoint files before unpickling them and name the file in every error")
@@ -180,4 +223,4 @@ ENSEMBLE = Patch(checkpoint_utils, "load_model_ensemble_and_task", load_model_en
                  "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
                  "num_shards=1, state=None)",
                  "compare a checkpoint's dictionary and task with the data's before loading its weights")
-PATCHES = [SAVE, COPY, SAVE_CHECKPOINT, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]
+PATCHES = [SAVE, COPY, SAVE_CHECKPOINT, LOAD_CHECKPOINT, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]

@@ -77,9 +77,9 @@ def previous_run(run_dir: str, task: str, checkpoint: str, overrides: List[str])
         recorded_overrides = overrides
     recorded = (record.get("task"), record.get("pretrained_checkpoint"), sorted(recorded_overrides))
     if recorded != (task, checkpoint, sorted(overrides)):
-        raise LaunchError(f"{run_dir} holds a {record.get('status')} {record.get('task')} run from "
-                          f"{record.get('pretrained_checkpoint')} with overrides [{' '.join(recorded[2])}]; use another "
-                          f"RUN_DIR for {task} from {checkpoint} with [{' '.join(sorted(overrides))}]")
+        raise LaunchError(f"{run_dir} holds a {record.get('task')} run from {record.get('pretrained_checkpoint')} "
+                          f"with overrides [{' '.join(recorded[2])}] ({record.get('status')}); use another RUN_DIR for "
+                          f"{task} from {checkpoint} with [{' '.join(sorted(overrides))}]")
     return record.get("status")
 
 

@@ -19,7 +19,14 @@ from ..rendezvous import rendezvous_port
 from . import devices as device_rules
 from .batch import largest_batch_size, plan_batch
 from .console import RunConsole
-from .fairseq_hydra import compose, override_key, refuse_reserved, training_command
+from .fairseq_hydra import (
+    absolute_path_overrides,
+    compose,
+    hydra_value,
+    override_key,
+    refuse_reserved,
+    training_command,
+)
 from .interrupts import interruptible
 from .pretraining_configs import CONFIG_DIR, resolve
 from .progress import Progress, log_size, reported_error, run_logged, tail
@@ -78,20 +85,21 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     batch_size = largest_batch_size(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, world, max_sequences)
     batch = plan_batch(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, batch_size, world)
 
+    # paths quoted as Hydra reads them (spaces, non-ASCII letters)
     args = ["--config-dir", config_dir, "--config-name", config_name, *groups,
-            f"task.data={':'.join(shards)}", f"checkpoint.save_dir={save_dir}",
-            f"common.tensorboard_logdir={os.path.join(save_dir, 'tb')}",
-            f"common.user_dir={PLUGIN_DIR}",
+            f"task.data={hydra_value(':'.join(shards))}", f"checkpoint.save_dir={hydra_value(save_dir)}",
+            f"common.tensorboard_logdir={hydra_value(os.path.join(save_dir, 'tb'))}",
+            f"common.user_dir={hydra_value(PLUGIN_DIR)}",
             f"dataset.batch_size={batch.batch_size}", f"optimization.update_freq=[{batch.update_freq}]",
             f"distributed_training.distributed_world_size={world}",
             # the composed config of each process (RANK from torchrun, SLURM_PROCID from srun)
-            f"hydra.run.dir='{save_dir}/hydra/rank${{oc.env:RANK,${{oc.env:SLURM_PROCID,0}}}}'"]
+            f"hydra.run.dir={hydra_value(save_dir + '/hydra/rank${oc.env:RANK,${oc.env:SLURM_PROCID,0}}')}"]
     args += PRECISION_OVERRIDES[devices.precision]
     if devices.cpu:
         args += ["common.cpu=true", "distributed_training.distributed_backend=gloo"]
     if devices.launcher == "slurm" and "distributed_training.distributed_port" not in map(override_key, overrides):
         args.append(f"distributed_training.distributed_port={rendezvous_port(env['SLURM_JOB_ID'])}")
-    args += [o for o in overrides if override_key(o) != "dataset.batch_size"]
+    args += [o for o in absolute_path_overrides(overrides) if override_key(o) != "dataset.batch_size"]
     command = training_command(args, world, torchrun=devices.launcher == "torchrun")
     lines = [f"{config} ({config_name} {' '.join(groups)}) on {world} process(es) ({devices.launcher}, "
              f"{devices.precision}) into {save_dir}",

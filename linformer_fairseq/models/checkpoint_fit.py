@@ -12,7 +12,8 @@ the file is read and before any weight is copied:
   work; what does depends on the direction and the model: a Linformer model extends positions and
   projections to a longer n (``--finetune-from-model``), nothing shrinks them, and a RoBERTa
   model extends nothing;
-* :func:`load_failure`: fairseq's exception, when it comes anyway, as one line.
+* :func:`load_failure`: fairseq's exception, when it comes anyway, as one line (and its assertion
+  that the criterion or optimizer is the checkpoint's, which a traceback buried).
 """
 
 import argparse
@@ -111,7 +112,10 @@ def _summary(message: str) -> str:
 
 def load_failure(path: str, error: BaseException, stored_arch: Optional[str]) -> Optional[LinformerError]:
     """fairseq's "Cannot load model parameters" as one line (None for any other exception): the
-    plugin's own error it hides, or what does not fit."""
+    plugin's own error it hides, or what does not fit; and its assertions that the criterion or
+    optimizer are the checkpoint's, which name the flag that resets them."""
+    if isinstance(error, AssertionError) and "does not match; please reset the optimizer" in str(error):
+        return OptionError(f"{path}: {' '.join(str(error).split())}")
     if not str(error).startswith("Cannot load model parameters from checkpoint"):
         return None
     cause = error.__cause__ or error.__context__
