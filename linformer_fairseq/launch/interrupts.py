@@ -48,5 +48,5 @@ def interruptible(what: str, kept: Callable[[], str]) -> Iterator[None]:
         name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C, SIGINT"
         raise Interrupted(f"{what} was interrupted ({name}); {kept()}", int(signum)) from None
     finally:
-        if handling:
+        if handling and previous is not None:  # None: a handler installed outside Python, left as it is
             signal.signal(signal.SIGTERM, previous)
