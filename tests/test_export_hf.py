@@ -506,3 +506,74 @@ def test_an_export_error_is_the_projects_one_line_error(tmp_path, capsys):
     assert status == 1
     assert capsys.readouterr().err == f"export-hf: error: checkpoint {tmp_path / 'missing.pt'} does not exist\n"
     assert not (tmp_path / "hf_model").exists()
+
+
+# --- linformer-hf-predict on what a user may hand it (issue #21) ---------------------------
+
+
+@pytest.mark.parametrize("texts, expected", [
+    (["", None], "hf-predict: error: the text is empty ('')"),
+    (["   ", None], "hf-predict: error: the text is empty ('   ')"),
+    (["a film", ""], "hf-predict: error: the second text is empty ('')"),
+])
+def test_hf_predict_refuses_an_empty_text_as_encode_does(tmp_path, capsys, texts, expected):
+    from linformer_fairseq.cli import hf_predict
+
+    assert hf_predict.main([str(tmp_path), *[t for t in texts if t is not None]]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and len(err.strip().splitlines()) == 1, err
+
+
+def test_hf_predict_names_a_missing_model_directory(tmp_path, capsys):
+    from linformer_fairseq.cli import hf_predict
+
+    assert hf_predict.main([str(tmp_path / "missing"), "a film"]) == 1
+    assert capsys.readouterr().err == (f"hf-predict: error: {tmp_path / 'missing'}: no such directory; expected a "
+                                       "linformer-export-hf output\n")
+    assert hf_predict.main([str(tmp_path), "a film"]) == 1
+    assert capsys.readouterr().err.startswith(f"hf-predict: error: {tmp_path} has no config.json")
+
+
+def long_text(tokens_at_least):
+    words = " ".join(sentences(lengths=(30,) * 8, seed=3))
+    assert len(words.split()) >= tokens_at_least
+    return words
+
+
+def test_hf_predict_reads_the_first_n_tokens_of_a_longer_text_and_says_so(exports, capsys):
+    """It used to stop with the model's ValueError under a traceback; --no-truncation refuses in one line."""
+    from transformers import AutoTokenizer, pipeline
+
+    from linformer_fairseq.cli import hf_predict
+
+    directory = exports["headwise"][1]
+    text = long_text(N + 10)
+    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
+    length = len(tokenizer(text)["input_ids"])
+    assert hf_predict.main([directory, text]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"hf-predict: note: the text is {length} tokens; only its first {N} (the model's "
+                   "max_position_embeddings) are read (--no-truncation refuses such texts)\n")
+    # the prediction is the one of the text's first N tokens
+    first = tokenizer.decode(tokenizer(text, truncation=True, max_length=N)["input_ids"], skip_special_tokens=True)
+    classify = pipeline("text-classification", model=directory, trust_remote_code=True)
+    assert json.loads(out)[0]["label"] == classify(first)[0]["label"]
+    assert json.loads(out)[0]["score"] == pytest.approx(classify(first)[0]["score"], abs=1e-5)
+
+    assert hf_predict.main([directory, text, "--no-truncation"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"hf-predict: error: the text is {length} tokens, longer than the model's {N} (its "
+                   "max_position_embeddings, special tokens included): shorten it, or drop --no-truncation to read "
+                   f"its first {N} tokens\n")
+
+
+def test_hf_predict_fills_a_mask_within_the_first_n_tokens_of_a_longer_text(pretrained_export, capsys):
+    from linformer_fairseq.cli import hf_predict
+
+    directory = str(pretrained_export[1])
+    text = long_text(N + 10)
+    assert hf_predict.main([directory, "Return the <mask> of " + text]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 5 and "only its first" in err
+    assert hf_predict.main([directory, text + " the <mask> of it"]) == 1
+    assert capsys.readouterr().err.startswith(f"hf-predict: error: the <mask> lies past the model's first {N} tokens")

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is available")
     args = parser.parse_args(argv)
     setup_logging()
-    from ..replication.spectrum import SpectrumError, attention_spectrum, model_kind, summary, write_outputs  # fairseq: after --help
+    # fairseq: after --help
+    from ..replication.spectrum import SpectrumError, attention_spectrum, model_kind, summary, write_outputs
 
     if model_kind(args.model) == "fairseq":
         result = attention_spectrum(args.model, args.data, args.split or "valid", args.sentences, args.max_length, args.cpu)

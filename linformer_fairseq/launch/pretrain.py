@@ -19,9 +19,18 @@ from ..rendezvous import rendezvous_port
 from . import devices as device_rules
 from .batch import largest_batch_size, plan_batch
 from .console import RunConsole
-from .fairseq_hydra import compose, override_key, refuse_reserved, training_command
+from .fairseq_hydra import (
+    absolute_path_overrides,
+    compose,
+    hydra_value,
+    override_key,
+    refuse_reserved,
+    training_command,
+)
+from .interrupts import interruptible
 from .pretraining_configs import CONFIG_DIR, resolve
-from .progress import Progress, run_logged, tail
+from .progress import Progress, log_size, reported_error, run_logged, tail
+from .run_directory import finished, run_lock, what_is_kept
 
 # set by this launcher from its arguments and environment
 RESERVED = {"task.data": "DATA", "checkpoint.save_dir": "SAVE_DIR", "common.user_dir": "the plugin",
@@ -76,20 +85,21 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     batch_size = largest_batch_size(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, world, max_sequences)
     batch = plan_batch(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, batch_size, world)
 
+    # paths quoted as Hydra reads them (spaces, non-ASCII letters)
     args = ["--config-dir", config_dir, "--config-name", config_name, *groups,
-            f"task.data={':'.join(shards)}", f"checkpoint.save_dir={save_dir}",
-            f"common.tensorboard_logdir={os.path.join(save_dir, 'tb')}",
-            f"common.user_dir={PLUGIN_DIR}",
+            f"task.data={hydra_value(':'.join(shards))}", f"checkpoint.save_dir={hydra_value(save_dir)}",
+            f"common.tensorboard_logdir={hydra_value(os.path.join(save_dir, 'tb'))}",
+            f"common.user_dir={hydra_value(PLUGIN_DIR)}",
             f"dataset.batch_size={batch.batch_size}", f"optimization.update_freq=[{batch.update_freq}]",
             f"distributed_training.distributed_world_size={world}",
             # the composed config of each process (RANK from torchrun, SLURM_PROCID from srun)
-            f"hydra.run.dir='{save_dir}/hydra/rank${{oc.env:RANK,${{oc.env:SLURM_PROCID,0}}}}'"]
+            f"hydra.run.dir={hydra_value(save_dir + '/hydra/rank${oc.env:RANK,${oc.env:SLURM_PROCID,0}}')}"]
     args += PRECISION_OVERRIDES[devices.precision]
     if devices.cpu:
         args += ["common.cpu=true", "distributed_training.distributed_backend=gloo"]
     if devices.launcher == "slurm" and "distributed_training.distributed_port" not in map(override_key, overrides):
         args.append(f"distributed_training.distributed_port={rendezvous_port(env['SLURM_JOB_ID'])}")
-    args += [o for o in overrides if override_key(o) != "dataset.batch_size"]
+    args += [o for o in absolute_path_overrides(overrides) if override_key(o) != "dataset.batch_size"]
     command = training_command(args, world, torchrun=devices.launcher == "torchrun")
     lines = [f"{config} ({config_name} {' '.join(groups)}) on {world} process(es) ({devices.launcher}, "
              f"{devices.precision}) into {save_dir}",
@@ -116,18 +126,31 @@ def record_resources(save_dir: str, measured: dict) -> None:
 
 def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
         verbose: bool = False) -> int:
-    """Plan, repair torn checkpoints, train (unless ``DRY_RUN=1``); the exit status (2: no intact
-    checkpoint to resume from). Raises LaunchError before anything is written."""
+    """Plan, lock SAVE_DIR for the whole run, repair torn or missing checkpoints, skip a finished run,
+    train (unless ``DRY_RUN=1``); the exit status (2: no intact checkpoint to resume from). Raises
+    LaunchError before anything is written, DirectoryLocked while another run writes SAVE_DIR,
+    Interrupted on Ctrl-C or SIGTERM (saying which checkpoint the same command resumes from)."""
     save_dir = os.path.abspath(save_dir)
     console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
     plan = plan_launch(config, data, save_dir, overrides, env)
     os.makedirs(save_dir, exist_ok=True)
+    with run_lock(save_dir, f"linformer-pretrain {config}", env), \
+            interruptible(f"pretraining into {save_dir}", lambda: what_is_kept(save_dir)):
+        return _run_locked(plan, save_dir, console, env, verbose)
+
+
+def _run_locked(plan: LaunchPlan, save_dir: str, console: RunConsole, env: Mapping[str, str], verbose: bool) -> int:
     try:
         for message in repair_run_checkpoints(save_dir, bool(plan.cfg.checkpoint.maximize_best_checkpoint_metric)):
             console.say(message)
     except CheckpointRepairError as error:
         console.say(one_line(error))
         return 2
+    done = finished(save_dir, plan.cfg.optimization.max_update, plan.cfg.optimization.max_epoch)
+    if done is not None:  # said on the console only: a finished run's files stay untouched
+        console.say(f"{save_dir} already finished ({done}); nothing to do (raise optimization.max_update to "
+                    "train further)", log=False)
+        return 0
     for line in plan.lines:
         console.say(line)
     if env.get("DRY_RUN") == "1":
@@ -136,9 +159,14 @@ def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mappin
     rank = int(env.get("SLURM_PROCID", "0"))
     progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank == 0)
     resources = {}
+    start = log_size(console.log_path)
     status = run_logged(plan.command, console.log_path, progress=progress, echo=verbose, resources=resources)
     record_resources(save_dir, resources)
     if status != 0:
+        reported = reported_error(console.log_path, start)
+        if reported is not None:  # the plugin's one line for a user's error: it says it all
+            console.say(f"error: {reported} (the whole log: {console.log_path})")
+            return status
         print(tail(console.log_path), file=sys.stderr)
         console.say(f"training failed (exit status {status}); the whole log: {console.log_path}")
         return status

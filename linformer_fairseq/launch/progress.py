@@ -118,6 +118,25 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
     return status
 
 
+def log_size(log_path: str) -> int:
+    """Where the next command's output starts in ``log_path`` (logs are appended to)."""
+    return os.path.getsize(log_path) if os.path.exists(log_path) else 0
+
+
+def reported_error(log_path: str, start: int = 0) -> Optional[str]:
+    """The message of the last ``error: MESSAGE`` line written to ``log_path`` after byte ``start``: how
+    the plugin reports a user's error in a training process (``errors.one_line``); None when there
+    is none (a crash, whose traceback is in the log)."""
+    try:
+        with open(log_path, errors="replace") as log:
+            log.seek(start)
+            lines = log.read().splitlines()
+    except OSError:
+        return None
+    found = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    return found[-1] if found else None
+
+
 def tail(log_path: str, lines: int = 15) -> str:
     """The last ``lines`` lines of a log, for an error message."""
     try:

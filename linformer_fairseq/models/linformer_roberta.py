@@ -27,6 +27,7 @@ from ..errors import EmptyText, LinformerError
 from ..modules.encoder import LinformerTransformerEncoder
 from .linformer_options import (
     add_linformer_args,
+    check_sample_fits,
     resolve_compressed_dims,
     set_linformer_defaults,
 )
@@ -143,6 +144,8 @@ class LinformerModel(RobertaModel):
             if not safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
             args.max_positions = args.tokens_per_sample
+        # fairseq's masked_lm task would skip every longer sample and stop with "The dataset is empty"
+        check_sample_fits(getattr(getattr(task, "cfg", None), "tokens_per_sample", None), args.max_positions)
         encoder = LinformerEncoder(args, task.source_dictionary)
         if OmegaConf.is_config(args):
             OmegaConf.set_struct(args, True)

@@ -30,14 +30,13 @@ FLOORS_NOTE = ("[MASK] ppl: the `valid_mask_only` validation (every selected tok
 
 def describe(save_dir):
     """Model facts from the run's last checkpoint (the plugin makes it loadable)."""
-    import torch
-
     from .. import plugin  # noqa: F401  (registers the model; safe loading on torch >= 2.6)
+    from ..checkpoints import storage
 
     path = os.path.join(save_dir, "checkpoint_last.pt")
     if not os.path.isfile(path):
         raise LinformerError(f"{path} does not exist: is {save_dir} a finished pretraining run?")
-    state = torch.load(path, map_location="cpu")
+    state = storage.read(path)  # checked like every load: truncated, corrupt or unsafe files in one line
     model = state["cfg"]["model"] if state.get("cfg") else vars(state["args"])
     model = model if isinstance(model, dict) else vars(model)
     params = {}
