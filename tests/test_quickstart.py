@@ -61,6 +61,14 @@ def test_pretraining_table_holds_this_runs_numbers(finished):
         assert int(row["updates"]) == int(valid["valid_num_updates"])
         assert float(row["valid_ppl"]) == pytest.approx(float(valid["valid_ppl"]), rel=1e-3)
         assert float(row["words_per_s"]) > 0
+        # the [MASK] perplexity and both floors of the same validation
+        mask_only = [json.loads(line.split("| valid_mask_only | ", 1)[1])
+                     for line in open(out / "pretrain" / run / "train.log") if "| valid_mask_only |" in line][-1]
+        assert float(row["mask_ppl"]) == pytest.approx(float(mask_only["valid_mask_only_ppl"]), rel=1e-3)
+        assert float(row["unigram_floor_ppl"]) == pytest.approx(float(mask_only["valid_mask_only_unigram_floor_ppl"]),
+                                                                rel=1e-3)
+        assert float(row["copy_floor_ppl"]) == pytest.approx(float(valid["valid_copy_floor_ppl"]), rel=1e-3)
+        assert row["uses_context"]
     assert rows[0]["k"] == "32" and rows[1]["k"] == "-"
     assert is_png(out / "results" / "pretraining_curves.png")
 
@@ -95,13 +103,21 @@ def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
 
 def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fairseq(finished):
     out, log = finished
-    line = next(line for line in log.splitlines() if line.startswith("transformers, "))
-    prediction = json.loads(line.split(": ", 1)[1].split(" (SST-2 labels")[0])
+    from linformer_fairseq.launch.quickstart import EXAMPLES
+
+    lines = log.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("transformers, ")))
+    predictions = {}
+    for line in lines[first + 1:first + 1 + len(EXAMPLES)]:
+        sentence, prediction = line.strip().split(": ", 1)
+        predictions[ast.literal_eval(sentence)] = json.loads(prediction)
+    assert set(predictions) == set(EXAMPLES)
+    prediction = predictions["a gripping , funny and moving film"]
     assert prediction[0]["label"] in ("negative", "positive") and 0.5 <= prediction[0]["score"] <= 1
     from linformer_data_prep.finetune_tasks import TASKS
     from linformer_fairseq.models.linformer_roberta import LinformerModel
 
-    run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-04"
+    run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-03"
     hub = LinformerModel.from_pretrained(str(run_dir / "checkpoints"), "checkpoint_best.pt", str(out / "sst2")).eval()
     tokens = hub.encode("a gripping , funny and moving film")
     probabilities = hub.predict("sentence_classification_head", tokens).exp()[0]
