@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 REMOTE_DIR = Path(__file__).resolve().parent / "remote"
 MODULES_DIR = Path(__file__).resolve().parent.parent / "modules"
 # the attention, copied verbatim: one implementation for fairseq and transformers
-ATTENTION_FILES = ("linear_attention.py", "projection_free.py", "projections.py", "multihead_projections.py")
+ATTENTION_FILES = ("linear_attention.py", "projection_free.py", "projections.py", "attention_base.py")
 REMOTE_FILES = ("configuration_linformer.py", "modeling_linformer.py", "tokenization_linformer.py")
 MODEL_TYPE = "linformer_roberta"
 AUTO_MAP = {

@@ -1,7 +1,7 @@
 """Linformer RoBERTa for ``transformers``, as exported by linformer-fairseq's ``linformer-export-hf``.
 
 The attention is not re-implemented here: ``linear_attention.py``, ``projection_free.py``,
-``projections.py`` and ``multihead_projections.py`` beside this file are linformer-fairseq's own
+``projections.py`` and ``attention_base.py`` beside this file are linformer-fairseq's own
 attention modules, copied verbatim (padding-correct: real tokens packed first, every projection
 option). This file adds only what fairseq provided around them, written to compute exactly what
 fairseq computes (``fairseq.models.transformer.TransformerEncoderBase``, ``TransformerEncoderLayerBase``
