@@ -23,13 +23,14 @@ Checkpoints add a checksum to this (``linformer_fairseq.checkpoints.checksums``)
 """
 
 import contextlib
+import csv
 import json
 import os
 import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import IO, Iterator, Optional, Tuple, Union
+from typing import IO, Iterator, List, Optional, Tuple, Union
 
 from .errors import storage_error
 
@@ -140,6 +141,14 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str = "utf-8", newlin
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def atomic_write_csv(path: PathLike, columns: List[str], rows: List[dict]) -> None:
+    """A header of ``columns`` and one line per row (keys outside ``columns`` left out), atomically."""
+    with atomic_open(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def atomic_write_json(path: PathLike, obj, **dump_options) -> None:

@@ -9,13 +9,11 @@ includes start-up). Also draws DIR/pretraining_curves.png: training loss, [MASK]
 unigram floor, and the usual validation perplexity with the copy floor against updates, a line per run.
 """
 
-import csv
-import io
 import math
 import os
 import statistics
 
-from ..atomic_files import atomic_write_text
+from ..atomic_files import atomic_write_csv, atomic_write_text
 from ..errors import LinformerError
 from ..results.curves import read_curves
 from .plots import plot_pretraining_curves
@@ -126,10 +124,6 @@ def compare(specs, out: str) -> str:
         curves[row["model"]] = run_curves
     table = markdown(rows)
     atomic_write_text(os.path.join(out, "pretraining.md"), table)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(os.path.join(out, "pretraining.csv"), buffer.getvalue())
+    atomic_write_csv(os.path.join(out, "pretraining.csv"), COLUMNS, rows)
     plot_pretraining_curves(curves, os.path.join(out, "pretraining_curves.png"))
     return table

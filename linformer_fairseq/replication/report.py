@@ -18,15 +18,13 @@ checkpoint_last.pt, resources.json) and writes OUT/results/:
   n_sweep.png      Figure 3 (c, d): the same at one k, a curve per n (RoBERTa dashed, same colour)
 """
 
-import csv
-import io
 import json
 import math
 import os
 import statistics
 from typing import Dict, List
 
-from ..atomic_files import atomic_write_text
+from ..atomic_files import atomic_write_csv, atomic_write_text
 from ..errors import LinformerError
 from .plots import plot_sweep
 from .pretraining_runs import FLOORS_NOTE, summarize
@@ -154,11 +152,7 @@ def report(out: str) -> str:
     results = os.path.join(out, "results")
     table = markdown(plan, rows)
     atomic_write_text(os.path.join(results, "replication.md"), table)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(os.path.join(results, "replication.csv"), buffer.getvalue())
+    atomic_write_csv(os.path.join(results, "replication.csv"), COLUMNS, rows)
     lines = ["run,update,wall_minutes,mask_ppl,valid_ppl"]
     for name, run_curves in curves.items():
         valid = {update: value for update, _, value in run_curves["valid"]}
