@@ -201,9 +201,13 @@ def test_batch_plan_explains_and_refuses_what_does_not_divide():
                               "dataset.batch_size 16 x 8 process(es) x update_freq 16")
     with pytest.raises(LaunchError, match="not a multiple of task.tokens_per_sample 384"):
         batch.plan_batch(1048576, 384, 16, 8)
-    with pytest.raises(LaunchError, match="2048 sequences per update .* not a multiple of dataset.batch_size 16 x "
-                                          "world size 48 = 768"):
+    with pytest.raises(LaunchError, match="48 processes cannot share 2,048 sequences per update .* run 32 or 64 "
+                                          "processes"):
         batch.plan_batch(1048576, 512, 16, 48)
+    with pytest.raises(LaunchError, match=r"2048 sequences per update .* not a multiple of dataset.batch_size 48 x "
+                                          r"world size 8 = 384: .* choose a dataset.batch_size that divides 256 \(at "
+                                          r"most 48: 32\)"):
+        batch.plan_batch(1048576, 512, 48, 8)
 
 
 def test_world_size_precision_and_port_rules():
@@ -223,7 +227,7 @@ def test_world_size_precision_and_port_rules():
     assert devices.precision(None, cpu=False, bf16_native=False) == "fp16"  # V100, T4: no emulated bf16
     with pytest.raises(LaunchError, match="PRECISION=fp16 needs a GPU"):
         devices.precision("fp16", cpu=True, bf16_native=False)
-    assert rendezvous_port("1234") == 11234 and rendezvous_port("50000") == 10000
+    assert rendezvous_port("1234") == 11234 and rendezvous_port("22768") == 10000
 
 
 @pytest.mark.slow

@@ -4,14 +4,12 @@
 :func:`run`; the plan alone (:func:`plan_launch`) is what ``DRY_RUN=1`` prints.
 """
 
-import json
 import os
 import shlex
 import sys
 from dataclasses import dataclass
 from typing import List, Mapping
 
-from ..atomic_files import atomic_write_json
 from ..checkpoints.repair import CheckpointRepairError, repair_run_checkpoints
 from ..errors import LaunchError, one_line
 from ..paths import PLUGIN_DIR
@@ -22,6 +20,8 @@ from .console import RunConsole
 from .fairseq_hydra import compose, override_key, refuse_reserved, training_command
 from .pretraining_configs import CONFIG_DIR, resolve
 from .progress import Progress, run_logged, tail
+from .ranks import RunBarrier, launch_rank
+from .resources import record_resources
 
 # set by this launcher from its arguments and environment
 RESERVED = {"task.data": "DATA", "checkpoint.save_dir": "SAVE_DIR", "common.user_dir": "the plugin",
@@ -87,6 +87,8 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     args += PRECISION_OVERRIDES[devices.precision]
     if devices.cpu:
         args += ["common.cpu=true", "distributed_training.distributed_backend=gloo"]
+    if not devices.cpu and "dataset.num_workers" not in map(override_key, overrides):  # CPU=1: the CPUs train
+        args.append(f"dataset.num_workers={devices.data_workers}")
     if devices.launcher == "slurm" and "distributed_training.distributed_port" not in map(override_key, overrides):
         args.append(f"distributed_training.distributed_port={rendezvous_port(env['SLURM_JOB_ID'])}")
     args += [o for o in overrides if override_key(o) != "dataset.batch_size"]
@@ -98,30 +100,9 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     return LaunchPlan(command, lines, cfg)
 
 
-def record_resources(save_dir: str, measured: dict) -> None:
-    """SAVE_DIR/resources.json: the peak resident memory of training (the largest over restarts), the wall
-    and CPU time (summed over restarts), beside what fairseq logs (words/s in TensorBoard)."""
-    path = os.path.join(save_dir, "resources.json")
-    previous = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-    atomic_write_json(path, {
-        "peak_rss_gb": round(max(previous.get("peak_rss_gb", 0), measured["peak_rss_kb"] / 2**20), 3),
-        "wall_seconds": round(previous.get("wall_seconds", 0) + measured["seconds"], 1),
-        "cpu_seconds": round(previous.get("cpu_seconds", 0) + measured["cpu_seconds"], 1),
-        "launches": previous.get("launches", 0) + 1,
-    })
-
-
-def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
-        verbose: bool = False) -> int:
-    """Plan, repair torn checkpoints, train (unless ``DRY_RUN=1``); the exit status (2: no intact
-    checkpoint to resume from). Raises LaunchError before anything is written."""
-    save_dir = os.path.abspath(save_dir)
-    console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
-    plan = plan_launch(config, data, save_dir, overrides, env)
-    os.makedirs(save_dir, exist_ok=True)
+def prepare_run(save_dir: str, plan: LaunchPlan, console: RunConsole, dry_run: bool) -> int:
+    """The run's bookkeeping before training (global rank 0 only): repair torn checkpoints, write the
+    plan into train.log; 0, or 2 when there is no intact checkpoint to resume from."""
     try:
         for message in repair_run_checkpoints(save_dir, bool(plan.cfg.checkpoint.maximize_best_checkpoint_metric)):
             console.say(message)
@@ -130,17 +111,45 @@ def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mappin
         return 2
     for line in plan.lines:
         console.say(line)
-    if env.get("DRY_RUN") == "1":
-        return 0
-    console.say(f"log: {console.log_path}")
-    rank = int(env.get("SLURM_PROCID", "0"))
-    progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank == 0)
-    resources = {}
-    status = run_logged(plan.command, console.log_path, progress=progress, echo=verbose, resources=resources)
-    record_resources(save_dir, resources)
-    if status != 0:
-        print(tail(console.log_path), file=sys.stderr)
-        console.say(f"training failed (exit status {status}); the whole log: {console.log_path}")
+    if not dry_run:
+        console.say(f"log: {console.log_path}")
+    return 0
+
+
+def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
+        verbose: bool = False) -> int:
+    """Plan, repair torn checkpoints, train (unless ``DRY_RUN=1``); the exit status (2: no intact
+    checkpoint to resume from). Raises LaunchError before anything is written.
+
+    Under ``LAUNCHER=slurm`` every task runs this; global rank 0 alone does the bookkeeping (the
+    repair, train.log, resources.json) while the others wait (launch/ranks.py). Ranks other than 0
+    keep fairseq's output in SAVE_DIR/train.rankR.log."""
+    save_dir = os.path.abspath(save_dir)
+    console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
+    plan = plan_launch(config, data, save_dir, overrides, env)
+    rank = launch_rank(env)
+    os.makedirs(save_dir, exist_ok=True)
+    barrier = RunBarrier(save_dir, rank)
+    dry_run = env.get("DRY_RUN") == "1"
+    status = barrier.leader_first(lambda: prepare_run(save_dir, plan, console, dry_run))
+    if status != 0 or dry_run:
         return status
-    console.say(f"done: {save_dir}/checkpoint_last.pt (TensorBoard: tensorboard --logdir {save_dir}/tb)")
+    log_path = console.log_path if rank.leader else os.path.join(save_dir, f"train.rank{rank.rank}.log")
+    progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank.leader)
+    resources = {}
+    status = run_logged(plan.command, log_path, progress=progress, echo=verbose, resources=resources)
+    if rank.leader:
+        late = barrier.wait_for_end() if status == 0 else []  # a failed run's other ranks fail or are killed
+        record_resources(save_dir, resources)
+        if late:
+            console.say(f"ranks {', '.join(map(str, late))} did not end their training within "
+                        f"{barrier.end_timeout_s:.0f} s of rank 0; resources.json lacks their last records")
+    else:
+        barrier.arrive_at_end()
+    if status != 0:
+        print(tail(log_path), file=sys.stderr)
+        console.say(f"training failed (exit status {status}); the whole log: {log_path}", log=rank.leader)
+        return status
+    if rank.leader:
+        console.say(f"done: {save_dir}/checkpoint_last.pt (TensorBoard: tensorboard --logdir {save_dir}/tb)")
     return 0
