@@ -11,10 +11,24 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     # the data preparation lives in data_prep/ and installs under its namespaced name
-    packages=[*find_packages(include=["linformer_fairseq", "linformer_fairseq.*"]), "linformer_data_prep"],
-    package_dir={"linformer_data_prep": "data_prep"},
-    # the transformers code linformer-export-hf copies into each export (not a package of its own)
-    package_data={"linformer_fairseq.hf_export": ["remote/*.py"]},
+    # configs/ and sample_data/ stay at the top of the repository and install inside the package (data,
+    # not code), so that an installed package (wheel, `pip install .`) runs the launchers and the
+    # quick start; linformer_fairseq/paths.py finds them in either place
+    packages=[*find_packages(include=["linformer_fairseq", "linformer_fairseq.*"]), "linformer_data_prep",
+              "linformer_fairseq.configs", "linformer_fairseq.sample_data"],
+    package_dir={"linformer_data_prep": "data_prep", "linformer_fairseq.configs": "configs",
+                 "linformer_fairseq.sample_data": "sample_data"},
+    package_data={
+        "linformer_fairseq.hf_export": ["remote/*.py"],  # the transformers code each export carries (not a package)
+        "linformer_fairseq.configs": ["**/*.yaml", "*.csv", "**/*.md"],
+        "linformer_fairseq.sample_data": ["**/*.tsv", "*.md"],
+    },
+    license="MIT",  # an SPDX expression; as fairseq's
+    license_files=["LICENSE"],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     python_requires=">=3.9",
     install_requires=[
         # Pin torch in the install command (torch==2.13.0 here) rather than here: an open range lets

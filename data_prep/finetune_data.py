@@ -27,7 +27,9 @@ The output directory appears complete or not at all (it is built under a tempora
 preparation at a time writes it (a lock beside it names the process holding it). Running again with
 the same settings does nothing, unless the source files changed since (meta.json records their
 sizes, modification times and, when small, a hash of their contents): then the data is prepared
-again. Other settings are refused. Every split must hold every class (``--allow-single-class``
+again. The tokenizer is an input too: its files (``spm.model`` or GPT-2's BPE files) and
+``dict.txt`` are fingerprinted the same way, so a changed ``--tokenizer-dir`` prepares the data again
+(the dictionary the model compares with is the new one). Other settings are refused. Every split must hold every class (``--allow-single-class``
 lets a split with one class through). meta.json also records the fingerprint of the dictionary
 (``dictionary_fingerprint``), which fine-tuning and evaluation compare with the model's.
 """
@@ -204,8 +206,9 @@ def prepare_task(args: argparse.Namespace) -> dict:
 
 def _prepare_locked(args, spec, budget, tokenizer, dictionary, out) -> dict:
     settings = _settings(args, budget)
-    paths = source_paths(spec, str(args.source))
-    inputs = inputs_fingerprint(paths) if paths is not None else None
+    paths = source_paths(spec, str(args.source))  # None: a hub dataset, whose files are not ours to check
+    # every file the preparation reads: the source's, the tokenizer's and the dictionary
+    inputs = inputs_fingerprint([*(paths or []), *tokenizer.files(), dictionary])
     if out.exists():
         meta_path = out / "meta.json"
         if not meta_path.is_file():
@@ -213,13 +216,12 @@ def _prepare_locked(args, spec, budget, tokenizer, dictionary, out) -> dict:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("settings") != settings:
             raise DataPrepError(f"{out} was prepared with other settings ({meta.get('settings')}); use a new --out or delete it")
-        changes = changed_inputs(meta["inputs"], inputs) if inputs is not None and meta.get("inputs") else []
-        if inputs is not None and not meta.get("inputs"):
-            changes = ["meta.json records no fingerprint of them (an older preparation)"]
+        changes = changed_inputs(meta["inputs"], inputs) if meta.get("inputs") else \
+            ["meta.json records no fingerprint of them (an older preparation)"]
         if not changes:
             logger.info("%s is already prepared with these settings; nothing to do", out)
             return meta
-        logger.warning("%s: the source changed since it was prepared (%s%s); preparing it again", out,
+        logger.warning("%s: its inputs changed since it was prepared (%s%s); preparing it again", out,
                        "; ".join(changes[:5]), f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
 
     policy = BadRowPolicy(args.on_bad_row)

@@ -29,9 +29,9 @@ Output::
 The text format is one sentence per line with a blank line between documents, for fairseq's
 ``--sample-break-mode complete`` (our recipes) or ``complete_doc``. Re-running with the same settings skips finished steps and
 complete shards and redoes a shard that a killed run left incomplete; re-running with different
-settings into the same OUT is refused, and so is re-running after the files of a local --source
-changed (``OUT/prep_inputs.json`` records their sizes, modification times and, when small, a hash of
-their contents): OUT's tokenizer and dictionary come from the old files, and models trained on
+settings into the same OUT is refused, and so is re-running after the files of a local --source or
+of ``--gpt2-bpe-dir`` changed (``OUT/prep_inputs.json`` records their sizes, modification times and,
+when small, a hash of their contents): OUT's tokenizer and dictionary come from the old files, and models trained on
 them depend on them, so they are never rebuilt silently. One run at a time writes OUT (a lock
 beside it names the process holding it). ``prep_info.json`` records the dictionary's fingerprint
 (``dictionary_fingerprint``), which training and fine-tuning compare with a checkpoint's. ``OUT/work`` (intermediate text) is deleted at the end
@@ -231,22 +231,25 @@ def _finished(out: Path, shards: int) -> bool:
 
 
 def _source_inputs(args: argparse.Namespace) -> Optional[dict]:
-    """The fingerprint of a local --source (None for the hub corpora)."""
-    if corpora_in(args.source) is not None:
-        return None
-    return inputs_fingerprint([Path(args.source).resolve()])
+    """The fingerprint of the local files the preparation reads: a local --source and the
+    --gpt2-bpe-dir files (None: there are none, the hub corpora tokenized with SentencePiece)."""
+    paths = [Path(args.source).resolve()] if corpora_in(args.source) is None else []
+    if args.gpt2_bpe_dir is not None:
+        paths += [Path(args.gpt2_bpe_dir).resolve() / name for name in GPT2_INPUT_FILES]
+    return inputs_fingerprint(paths) if paths else None
 
 
-def _check_inputs(out: Path, source: str, inputs: Optional[dict]) -> None:
-    """Refuse to go on with OUT when the local source it was made from changed."""
+def _check_inputs(out: Path, source: str, inputs: Optional[dict], gpt2_bpe_dir: Optional[Path] = None) -> None:
+    """Refuse to go on with OUT when the local files it was made from changed."""
     path = out / "prep_inputs.json"
     if inputs is None or not path.exists():
         return
     changes = changed_inputs(json.loads(path.read_text(encoding="utf-8")), inputs)
     if changes:
         shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        named = f"--source {source}" + (f" or --gpt2-bpe-dir {gpt2_bpe_dir}" if gpt2_bpe_dir is not None else "")
         raise DataPrepError(
-            f"--source {source} changed since {out} was prepared from it ({shown}). {out}'s tokenizer, dictionary and "
+            f"{named} changed since {out} was prepared from it ({shown}). {out}'s tokenizer, dictionary and "
             f"shards come from the old files (and so do models trained on them): prepare the new files into a new "
             f"--out, or delete {out} to rebuild it")
 
@@ -266,7 +269,7 @@ def prepare_corpus(args: argparse.Namespace) -> dict:
 def _prepare_locked(args: argparse.Namespace, out: Path) -> dict:
     _check_settings(out, _settings(args))
     inputs = _source_inputs(args)
-    _check_inputs(out, args.source, inputs)
+    _check_inputs(out, args.source, inputs, args.gpt2_bpe_dir)
     if _finished(out, args.shards):
         logger.info("%s is complete; nothing to do", out)
         return json.loads((out / "prep_info.json").read_text(encoding="utf-8"))

@@ -38,6 +38,11 @@ class Tokenizer:
             f"(the --out directory of linformer_data_prep.pretraining_corpus)"
         )
 
+    def files(self) -> List[Path]:
+        """The files that make this tokenizer (what a preparation that encodes with it read)."""
+        names = [SPM_MODEL] if self.kind == "sentencepiece" else list(GPT2_FILES)
+        return [self.directory / name for name in names]
+
     def __getstate__(self):
         return {"kind": self.kind, "directory": self.directory, "_impl": None}
 

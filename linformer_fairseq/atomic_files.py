@@ -15,6 +15,10 @@ temporary file is created with mode 0o666 and the kernel applies the umask (and 
 default ACL) exactly as for a plain ``open(path, "w")``; ``tempfile.mkstemp`` would create it
 0o600 and the rename would carry that private mode onto the result.
 
+A full, over-quota or read-only disk makes the write fail with a
+:class:`~linformer_fairseq.errors.StorageError` naming the file that was to be written (the final
+path, not the temporary); the file in place, if any, is left whole.
+
 Checkpoints add a checksum to this (``linformer_fairseq.checkpoints.checksums``).
 """
 
@@ -26,6 +30,8 @@ import secrets
 import shutil
 from pathlib import Path
 from typing import IO, Iterator, Optional, Tuple, Union
+
+from .errors import storage_error
 
 PathLike = Union[str, os.PathLike]
 NEW_FILE_MODE = 0o666  # before the umask: what open() asks for
@@ -80,23 +86,30 @@ def temporary_file(path: PathLike, mode: str = "w", encoding: str = "utf-8",
     the temporary is removed."""
     if mode not in ("w", "wb"):
         raise ValueError(f"temporary_file: mode {mode!r}: expected 'w' or 'wb'")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    while True:
-        temporary = temporary_sibling(path)
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
-            break
-        except FileExistsError:  # drawn twice: draw again
-            continue
+    kept = f"{path} is left as it was" if os.path.exists(path) else ""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        while True:
+            temporary = temporary_sibling(path)
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+                break
+            except FileExistsError:  # drawn twice: draw again
+                continue
+    except OSError as error:
+        raise (storage_error(error, path) or error) from error
     try:
         text = {} if "b" in mode else {"encoding": encoding, "newline": newline}
         with os.fdopen(fd, mode, **text) as handle:
             yield handle, temporary
             handle.flush()
             os.fsync(handle.fileno())
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        stored = storage_error(error, path, kept)
+        if stored is not None and stored is not error:
+            raise stored from error
         raise
 
 

@@ -10,6 +10,7 @@ import torch
 
 from linformer_fairseq.replication.spectrum import (
     AttentionCapture,
+    LayerSpectra,
     SpectrumError,
     choose_sentences,
     cumulative_spectrum,
@@ -49,6 +50,29 @@ def test_rank_at_and_batches():
     torch.testing.assert_close(curves[0], torch.arange(1, 7, dtype=torch.float64) / 6)
     with pytest.raises(ValueError, match="zero matrix"):
         cumulative_spectrum(torch.zeros(4, 4))
+
+
+def test_layer_spectra_average_sentences_then_heads_and_read_index_128():
+    g = torch.Generator().manual_seed(0)
+    sentences = [{0: (cumulative_spectrum(torch.rand(3, 200, 200, generator=g)), 200),  # 3 heads of T x T, T = 200
+                  1: (cumulative_spectrum(torch.rand(3, 200, 50, generator=g)), 50)}  # T x k', k' = 50 < 128
+                 for _ in range(2)]
+    spectra = LayerSpectra()
+    for spectrum in sentences:
+        spectra.add(spectrum)
+    result = spectra.result(200, arch="test")
+    per_head = {layer: (sentences[0][layer][0] + sentences[1][layer][0]) / 2 for layer in (0, 1)}
+    first, second = result["layers"]
+    assert result["sentences"] == 2 and result["heads"] == 3 and result["attention"] == "projected (P is T x k')"
+    assert first["matrix_shape"] == [200, 200] and first["at_index"] == 128
+    assert first["head_at_128"] == pytest.approx(per_head[0][:, 127].tolist(), abs=1e-12)
+    assert first["at_128"] == pytest.approx(float(per_head[0][:, 127].mean()), abs=1e-12)
+    assert max(first["head_at_128"]) < 1 - 1e-3
+    assert first["head_rank_at_90"] == [rank_at(curve) for curve in per_head[0]]
+    torch.testing.assert_close(torch.tensor(result["curves"]["0"], dtype=torch.float64), per_head[0].mean(dim=0))
+    # fewer than 128 singular values: the value at the last index, which is 1
+    assert second["matrix_shape"] == [200, 50] and second["at_index"] == 50 and second["head_at_128"] == [1.0] * 3
+    assert len(result["curves"]["average"]) == 200
 
 
 def test_choose_sentences_uses_one_common_length():
@@ -138,6 +162,12 @@ def test_cli_on_a_trained_checkpoint(mlm_data, tmp_path, arch, flags, width):
         points = curves[str(entry["layer"])]
         assert entry["rank_at_90"] == next(i for i, value in points if value >= 0.9)
         assert len(entry["head_rank_at_90"]) == 4
+    with open(out / "spectrum_at_128.csv") as handle:
+        heat_map = list(csv.DictReader(handle))
+    # T or k' below 128: each head's curve at its last index, where it is 1
+    assert [(row["layer"], row["head"]) for row in heat_map] == [(str(layer), str(head)) for layer in (0, 1) for head in range(4)]
+    assert all(float(row["value"]) == 1.0 for row in heat_map)
+    assert all(entry["at_index"] == width for entry in result["layers"])
     assert (out / "spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a split the data does not have is reported, not a traceback

@@ -163,3 +163,165 @@ def test_repair_resumes_from_the_newest_intact_checkpoint_and_says_so(tmp_path):
     assert "checkpoint_best.pt does not match its checksum" in messages[1]
     assert loaded_value(tmp_path / "checkpoint_last.pt") == 2.0 and loaded_value(tmp_path / "checkpoint_best.pt") == 2.0
     assert verify_checksum(tmp_path / "checkpoint_last.pt") is True
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the tensor data: loads without the checksum
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative", "directory"])
+def test_a_checkpoint_named_through_a_link_is_checked_against_the_checksum_of_the_file(tmp_path, monkeypatch, link):
+    """Issue #21, 1: LINK.pt -> run/checkpoint_best.pt (damaged, its .sha256 beside it) used to load the
+    damaged model; every loading path resolves the link (and a relative path) before the checksum."""
+    from linformer_fairseq.checkpoints import storage
+    from linformer_fairseq.checkpoints.integrity import problem
+    from linformer_fairseq.checkpoints.repair import check_chosen
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save(run / "checkpoint_best.pt", value=1.0)
+    flip_a_byte(run / "checkpoint_best.pt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if link == "absolute":
+        (elsewhere / "model.pt").symlink_to(run / "checkpoint_best.pt")
+        named = elsewhere / "model.pt"
+    elif link == "relative":
+        (elsewhere / "model.pt").symlink_to(os.path.join("..", "run", "checkpoint_best.pt"))
+        monkeypatch.chdir(elsewhere)
+        named = "model.pt"
+    else:
+        (elsewhere / "models").symlink_to(run)
+        monkeypatch.chdir(tmp_path)
+        named = os.path.join("elsewhere", "models", "checkpoint_best.pt")
+    expected = f"does not match its checksum {run / 'checkpoint_best.pt.sha256'}"
+    assert expected in problem(str(named))
+    for load in (lambda: checkpoint_utils.load_checkpoint_to_cpu(str(named)), lambda: storage.read(named),
+                 lambda: check_chosen(str(named))):
+        with pytest.raises(CheckpointError, match="does not match its checksum"):
+            load()
+
+
+def test_a_save_through_a_link_replaces_the_file_it_names_with_its_checksum(tmp_path):
+    save(tmp_path / "checkpoint_1_1.pt", value=1.0)
+    (tmp_path / "link.pt").symlink_to(tmp_path / "checkpoint_1_1.pt")
+    save(tmp_path / "link.pt", value=2.0)
+    assert (tmp_path / "link.pt").is_symlink() and loaded_value(tmp_path / "checkpoint_1_1.pt") == 2.0
+    assert read_checksums(tmp_path / "checkpoint_1_1.pt") == [sha256_file(tmp_path / "checkpoint_1_1.pt")]
+    assert not (tmp_path / "link.pt.sha256").exists()
+
+
+def test_a_missing_last_checkpoint_resumes_from_the_newest_intact_one_and_says_so(tmp_path):
+    """Issue #21, 4: without checkpoint_last.pt, fairseq restarted from update 0 beside newer checkpoints."""
+    save(tmp_path / "checkpoint_1_10.pt", value=1.0, updates=10)
+    save(tmp_path / "checkpoint_1_20.pt", value=2.0, updates=20)
+    os.utime(tmp_path / "checkpoint_1_10.pt", (1, 1))
+    messages = repair_run_checkpoints(str(tmp_path))
+    assert messages == [f"checkpoint {tmp_path / 'checkpoint_last.pt'} is missing; resuming from "
+                        f"{tmp_path / 'checkpoint_1_20.pt'} (epoch 1 @ 20 updates), the newest intact checkpoint "
+                        f"(copied to checkpoint_last.pt); to start over instead, move the checkpoints of {tmp_path} away"]
+    assert loaded_value(tmp_path / "checkpoint_last.pt") == 2.0
+    assert verify_checksum(tmp_path / "checkpoint_last.pt") is True
+    empty = tmp_path / "first_start"
+    empty.mkdir()
+    assert repair_run_checkpoints(str(empty)) == [] and not list(empty.iterdir())  # a first start: nothing to do
+
+
+def test_a_torn_last_with_only_an_intact_best_resumes_from_best_naming_what_is_trained_again(tmp_path):
+    """Issue #21, 4: recipes that keep only last and best (sst2, imdb) used to end in "move it away"."""
+    save(tmp_path / "checkpoint_best.pt", value=3.0, updates=30, val_loss=1.0)
+    save(tmp_path / "checkpoint_last.pt", value=4.0, updates=40)
+    last = (tmp_path / "checkpoint_last.pt").read_bytes()
+    (tmp_path / "checkpoint_last.pt").write_bytes(last[: len(last) // 2])
+    messages = repair_run_checkpoints(str(tmp_path))
+    assert len(messages) == 1 and messages[0].startswith(f"checkpoint {tmp_path / 'checkpoint_last.pt'} is truncated")
+    assert messages[0].endswith(f"resuming from {tmp_path / 'checkpoint_best.pt'} (epoch 1 @ 30 updates), the newest "
+                                "intact checkpoint (copied to checkpoint_last.pt); the updates after 30 are trained again")
+    assert loaded_value(tmp_path / "checkpoint_last.pt") == 3.0 and loaded_value(tmp_path / "checkpoint_best.pt") == 3.0
+
+
+def test_the_checksums_of_checkpoints_fairseq_deletes_go_with_them(tmp_path, monkeypatch):
+    """Issue #21, 7: keep_interval_updates removed old checkpoints and left their .sha256 files."""
+    from types import SimpleNamespace
+
+    from linformer_fairseq.compat import checkpoint_io
+
+    for updates in (1, 2, 3):
+        save(tmp_path / f"checkpoint_1_{updates}.pt", updates=updates)
+    save(tmp_path / "checkpoint_last.pt")
+
+    def fairseq_save(cfg, trainer, epoch_itr, val_loss):  # what fairseq does after a save with keep_interval_updates=1
+        for updates in (1, 2):
+            os.remove(tmp_path / f"checkpoint_1_{updates}.pt")
+
+    monkeypatch.setattr(checkpoint_io.SAVE_CHECKPOINT, "original", fairseq_save)
+    checkpoint_utils.save_checkpoint(SimpleNamespace(save_dir=str(tmp_path)),
+                                     SimpleNamespace(should_save_checkpoint_on_current_rank=True), None, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_3.pt", "checkpoint_1_3.pt.sha256",
+                                                          "checkpoint_last.pt", "checkpoint_last.pt.sha256"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "malicious"])
+def test_compare_pretraining_reads_checkpoints_through_the_checked_loader(tmp_path, capsys, damage):
+    """Issue #21: linformer-compare-pretraining called torch.load itself: a traceback for a truncated
+    file; the project's one loader names the file in one line and never unpickles foreign objects."""
+    from linformer_fairseq.cli import compare_pretraining
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "code_ran"
+    if damage == "truncated":
+        save(run / "checkpoint_last.pt")
+        data = (run / "checkpoint_last.pt").read_bytes()
+        (run / "checkpoint_last.pt").write_bytes(data[: len(data) // 2])
+    else:
+        class Payload:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        torch.save({"model": {}, "args": Payload()}, run / "checkpoint_last.pt")
+    assert compare_pretraining.main([str(run), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    expected = "is truncated" if damage == "truncated" else "was refused: it holds pickled objects"
+    assert err.startswith(f"compare-pretraining: error: checkpoint {run / 'checkpoint_last.pt'} {expected}"), err
+    assert not marker.exists()
+
+
+def resume_cfg(tmp_path, **options):
+    from types import SimpleNamespace
+
+    cfg = dict(save_dir=str(tmp_path / "save"), restore_file="checkpoint_last.pt", finetune_from_model=None,
+               continue_once=None, reset_optimizer=False, reset_lr_scheduler=False, reset_meters=False,
+               reset_dataloader=False)
+    return SimpleNamespace(**{**cfg, **options})
+
+
+def test_a_checkpoint_to_start_from_that_is_not_there_is_refused_not_ignored(tmp_path, monkeypatch):
+    """fairseq started from update 0 without a word when --restore-file or --continue-once named nothing
+    (a typo, or a path relative to another directory), and put the whole config in its ValueErrors."""
+    from linformer_fairseq.compat.checkpoint_io import check_resume_options
+    from linformer_fairseq.errors import MissingFile, OptionError
+
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "there.pt")
+    check_resume_options(resume_cfg(tmp_path))  # a first start
+    check_resume_options(resume_cfg(tmp_path, restore_file="there.pt"))
+    with pytest.raises(MissingFile) as error:
+        check_resume_options(resume_cfg(tmp_path, restore_file="runs/checkpoint_1_10.pt"))
+    assert str(error.value) == (f"--restore-file (checkpoint.restore_file) runs/checkpoint_1_10.pt does not exist "
+                                f"(relative to {tmp_path}); training would start from update 0 instead")
+    with pytest.raises(MissingFile, match="--continue-once"):
+        check_resume_options(resume_cfg(tmp_path, continue_once=str(tmp_path / "gone.pt")))
+    with pytest.raises(MissingFile, match="--finetune-from-model"):
+        check_resume_options(resume_cfg(tmp_path, finetune_from_model=str(tmp_path / "gone.pt")))
+    (tmp_path / "save").mkdir()
+    save(tmp_path / "save" / "checkpoint_last.pt")  # resuming: what it started from is no longer read
+    check_resume_options(resume_cfg(tmp_path, finetune_from_model=str(tmp_path / "gone.pt")))
+    with pytest.raises(OptionError, match="cannot be given together"):
+        check_resume_options(resume_cfg(tmp_path, restore_file="there.pt", finetune_from_model="there.pt"))
+    with pytest.raises(OptionError, match="drop --reset-optimizer --reset-dataloader"):
+        check_resume_options(resume_cfg(tmp_path, finetune_from_model="there.pt", reset_optimizer=True,
+                                        reset_dataloader=True))

@@ -248,6 +248,13 @@ def test_gpt2_bpe_corpus_uses_robertas_dictionary(tmp_path):
     decoded = "".join(tokenizer.decode(line.split()) for line in lines)
     assert squash(decoded) == squash((out / "work/split/valid.txt").read_text())
 
+    # the BPE files are inputs like the source (issue #21): another dictionary there is not ignored
+    (bpe_dir / "dict.txt").write_text("".join(f"{i} {2000 - i}\n" for i in range(len(vocabulary))))
+    with pytest.raises(DataPrepError) as error:
+        run_prep(corpus, out, "--gpt2-bpe-dir", bpe_dir, "--valid-docs", 2, "--keep-work")
+    assert f"--gpt2-bpe-dir {bpe_dir} changed since {out} was prepared from it" in str(error.value)
+    assert f"{bpe_dir / 'dict.txt'}: " in str(error.value)
+
 
 # -- resume ---------------------------------------------------------------------------------------
 

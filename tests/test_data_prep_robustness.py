@@ -76,6 +76,32 @@ def test_a_relabelled_source_is_prepared_again_on_rerun(tokenizer_dir, tmp_path)
     assert meta["inputs"]["files"][str(source / "train.tsv")]["size"] == (source / "train.tsv").stat().st_size
 
 
+def test_a_changed_tokenizer_is_an_input_the_rerun_sees(corpus_and_tokenizer, tmp_path):
+    """Issue #21, 3: another tokenizer in --tokenizer-dir printed "already prepared; nothing to do",
+    and the data kept the old dictionary the fine-tuning launcher then refused."""
+    corpus, prepared, _ = corpus_and_tokenizer
+    tokenizer_dir = tmp_path / "tokenizer"
+    tokenizer_dir.mkdir()
+    for name in ("spm.model", "dict.txt"):
+        shutil.copy2(prepared / name, tokenizer_dir / name)
+    source, out = sst2_source(tmp_path / "SST-2"), tmp_path / "out"
+    first = prepare("sst2", source, tokenizer_dir, out)
+    assert str(tokenizer_dir / "spm.model") in first["inputs"]["files"]
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    os.utime(tokenizer_dir / "spm.model")  # touched, same bytes: nothing to do
+    prepare("sst2", source, tokenizer_dir, out)
+    assert (out / "meta.json").stat().st_mtime_ns == stamp
+
+    args = pretraining_corpus.build_parser().parse_args(
+        ["--source", str(corpus), "--out", str(tmp_path / "other"), "--valid-docs", "4", "--vocab-size", "500"])
+    pretraining_corpus.prepare_corpus(args)  # another tokenizer of the same corpus
+    for name in ("spm.model", "dict.txt"):
+        shutil.copy(tmp_path / "other" / name, tokenizer_dir / name)
+    meta = prepare("sst2", source, tokenizer_dir, out)
+    assert meta["dictionary_fingerprint"] == file_fingerprint(tokenizer_dir / "dict.txt") != first["dictionary_fingerprint"]
+    assert file_fingerprint(out / "input0" / "dict.txt") == meta["dictionary_fingerprint"]
+
+
 def test_a_changed_corpus_source_is_refused_by_name(tmp_path):
     corpus, out = tmp_path / "corpus", tmp_path / "out"
     write_sample_corpus(corpus)

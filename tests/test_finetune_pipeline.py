@@ -327,3 +327,54 @@ def test_checkpoint_pretrained_at_512_fine_tunes_at_1024(pretrained, tmp_path):
     weights = torch.load(run_dir / "checkpoints" / "checkpoint_best.pt", map_location="cpu")["model"]
     assert [v for k, v in weights.items() if k.endswith("embed_positions.weight")][0].size(0) == 1024 + 2
     assert all(v.shape[-2:] == (128, 1024) for k, v in weights.items() if "compress" in k and k.endswith("weight"))
+
+
+# -- issue #21 ------------------------------------------------------------------------------------
+
+
+def test_a_finished_run_of_other_work_is_refused_not_skipped(runs, pretrained, task_data):
+    """A second seed into a finished RUN_DIR used to exit 0 ("nothing to do"), run.json describing the first."""
+    run_dir = runs / "sst2"
+    before = (run_dir / "run.json").read_bytes()
+    proc = finetune("sst2", pretrained[1], task_data["sst2"], run_dir, *SHORT, "common.seed=2", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == (
+        f"finetune: error: {run_dir} holds a sst2 run from {pretrained[1]} with overrides "
+        f"[{' '.join(sorted(SHORT))}] (finished); use another RUN_DIR for sst2 from {pretrained[1]} with "
+        f"[{' '.join(sorted(SHORT + ['common.seed=2']))}]")
+    assert (run_dir / "run.json").read_bytes() == before
+
+
+def test_ctrl_c_ends_fine_tuning_in_one_line_marked_interrupted(pretrained, task_data, tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "interrupted"
+    overrides = [o for o in SHORT if not o.startswith("optimization.max_update")] + \
+        ["optimization.max_update=400", "checkpoint.save_interval_updates=2"]
+    proc = subprocess.Popen(["bash", FINETUNE, "--verbose", "sst2", str(pretrained[1]), *overrides], cwd=tmp_path,
+                            env=_env(DATA_DIR=str(task_data["sst2"]), RUN_DIR=str(run_dir)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "Saved checkpoint" in line:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+                break
+        proc.stdout.read()
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGINT, err[-3000:]
+    last = run_dir / "checkpoints" / "checkpoint_last.pt"
+    state = torch.load(last, weights_only=False)
+    epoch, updates = state["extra_state"]["train_iterator"]["epoch"], state["optimizer_history"][-1]["num_updates"]
+    assert err.strip().splitlines()[-1] == (
+        f"finetune: error: fine-tuning sst2 into {run_dir} was interrupted (Ctrl-C, SIGINT); {last} (epoch {epoch} @ "
+        f"{updates} updates) is kept whole: the same command resumes from it")
+    assert "Traceback" not in err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    size = (run_dir / "train.log").stat().st_size
+    time.sleep(3)
+    assert (run_dir / "train.log").stat().st_size == size  # fairseq stopped too

@@ -280,6 +280,98 @@ def test_restore_at_another_max_positions_points_to_finetune_from_model(mlm_data
     line = last_line(log)
     assert line.startswith(f"error: {pretrained}: ") and "embed_positions.weight has shape (34, 64)" in line, log[-2000:]
     assert "--finetune-from-model" in line and "--reset-optimizer" in line and "Traceback" not in log
+    # issue #21: the advice works
+    status, log = fairseq_train("--finetune-from-model", pretrained, "--max-positions", 64, "--tokens-per-sample", 64,
+                                data=mlm_data, save=tmp_path / "advised")
+    assert status == 0 and f"loading pretrained model from {pretrained}" in log, log[-2000:]
+
+
+def test_restore_at_a_shorter_max_positions_advises_what_works(mlm_data, pretrained, tmp_path):
+    """Issue #21: the advice was --finetune-from-model, which then failed: positions are never shrunk."""
+    status, log = fairseq_train("--restore-file", pretrained, "--max-positions", 16, "--tokens-per-sample", 16,
+                                data=mlm_data, save=tmp_path)
+    assert status != 0 and "Traceback" not in log
+    assert last_line(log).endswith(
+        "so its optimizer state cannot be resumed; the checkpoint is at --max-positions 32 and positions are never "
+        "shrunk: keep --max-positions 32 (model.max_positions) and train on shorter samples with --tokens-per-sample 16")
+    status, log = fairseq_train("--restore-file", pretrained, "--max-positions", 32, "--tokens-per-sample", 16,
+                                data=mlm_data, save=tmp_path / "advised")
+    assert status == 0 and f"Loaded checkpoint {pretrained} (epoch 1 @ 3 updates)" in log, log[-2000:]
+
+
+def roberta_flags():
+    flags = [str(flag) for flag in TRAIN]
+    del flags[flags.index("--compressed-dim"):flags.index("--compressed-dim") + 2]
+    flags[flags.index("--arch") + 1] = "roberta_tiny"
+    return flags
+
+
+def test_a_checkpoint_of_the_other_attention_is_named_with_the_arch_that_loads_it(mlm_data, pretrained, tmp_path):
+    """Issue #21: a Linformer checkpoint in a RoBERTa model (and the reverse) ended in a list of compress_k keys."""
+    proc = run("fairseq-train", mlm_data, *roberta_flags(), "--max-update", 5, "--save-dir", tmp_path / "r",
+               "--restore-file", pretrained, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    assert last_line(proc.stdout) == (
+        f"error: {pretrained} holds a Linformer model (linformer_roberta_tiny, k = 8) but this run builds a RoBERTa "
+        "model with standard attention (roberta_tiny, no projections E/F): its weights do not fit. Train with --arch "
+        "linformer_roberta_tiny (model._name=linformer_roberta_tiny), the checkpoint's architecture")
+    run("fairseq-train", mlm_data, *roberta_flags(), "--max-update", 1, "--save-dir", tmp_path / "roberta")
+    roberta = tmp_path / "roberta" / "checkpoint_last.pt"
+    status, log = fairseq_train("--finetune-from-model", roberta, data=mlm_data, save=tmp_path / "l")
+    assert status != 0 and "Traceback" not in log
+    assert last_line(log) == (
+        f"error: {roberta} holds a RoBERTa model with standard attention (roberta_tiny, no projections E/F) but this "
+        "run builds a Linformer model (linformer_roberta_tiny): its weights do not fit. Train with --arch roberta_tiny "
+        "(model._name=roberta_tiny), the checkpoint's architecture")
+
+
+def test_another_criterion_at_resume_is_one_line(mlm_data, pretrained, tmp_path):
+    flags = [str(flag) for flag in TRAIN]
+    flags[flags.index("--criterion") + 1] = "masked_lm_with_accuracy"
+    proc = run("fairseq-train", mlm_data, *flags, "--max-update", 5, "--save-dir", tmp_path, "--restore-file",
+               pretrained, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    assert last_line(proc.stdout) == (f"error: {pretrained}: Criterion does not match; please reset the optimizer "
+                                      "(--reset-optimizer). MaskedLmLoss vs MaskedLmWithAccuracyLoss")
+
+
+def test_a_restore_file_that_is_not_there_is_refused_not_ignored(mlm_data, tmp_path):
+    """Issue #21: fairseq logged "No existing checkpoint found" and trained from update 0."""
+    status, log = fairseq_train("--restore-file", tmp_path / "typo.pt", data=mlm_data, save=tmp_path / "save")
+    assert status != 0 and "Traceback" not in log and "num_updates=1," not in log
+    assert last_line(log) == (f"error: --restore-file (checkpoint.restore_file) {tmp_path / 'typo.pt'} does not exist; "
+                              "training would start from update 0 instead")
+
+
+def test_a_read_only_save_dir_stops_fairseq_train_in_one_line(mlm_data, tmp_path):
+    from tests.faults import fault_env
+
+    save = tmp_path / "read_only"
+    proc = run("fairseq-train", mlm_data, *TRAIN, "--max-update", 5, "--save-dir", save, check=False,
+               env=fault_env(tmp_path / "faults", "EROFS", save))
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout
+    assert last_line(proc.stdout) == (f"error: cannot write {save}: the file system is read-only (EROFS); choose a "
+                                      "directory on a writable file system"), proc.stdout[-2000:]
+
+
+def test_two_fine_tunings_into_one_run_dir_the_second_names_the_first(mlm_data, pretrained, tmp_path):
+    """Issue #21: two scripts/finetune.sh runs with one RUN_DIR both exited 0."""
+    data = fake_finetune_data(tmp_path / "data", _dict(mlm_data))
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom linformer_fairseq.launch.locks import "
+                               "directory_lock\nwith directory_lock(sys.argv[1], 'linformer-finetune sst2'):\n"
+                               "    print('locked', flush=True)\n    time.sleep(120)", str(run_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = finetune_sh(pretrained, data, run_dir)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last_line(proc.stderr).startswith(f"finetune: error: {run_dir} is being written by process {holder.pid} "), \
+        proc.stderr[-2000:]
+    assert "linformer-finetune sst2" in proc.stderr and not (run_dir / "run.json").exists()
 
 
 def test_encode_refuses_empty_text(pretrained, mlm_data):

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -378,3 +379,185 @@ def test_a_broken_restore_file_ends_hydra_training_with_one_line(corpus, tmp_pat
     assert proc.returncode != 0
     assert f"error: checkpoint {broken} is truncated" in proc.log
     assert "Traceback" not in proc.log and "PytorchStreamReader" not in proc.log
+
+
+# -- issue #21: nothing silently wrong, one line instead of a traceback ----------------------------
+
+HOLD_LOCK = """
+import sys, time
+from linformer_fairseq.launch.locks import directory_lock
+with directory_lock(sys.argv[1], "linformer-pretrain tiny_n64_k16"):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_hydra_reads_every_path_back_as_the_launchers_write_it():
+    """Paths with non-ASCII letters stopped fairseq-hydra-train (LexerNoViableAltException); spaces,
+    commas and quotes too must come back as they were."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from linformer_fairseq.launch.fairseq_hydra import hydra_value
+
+    parser = OverridesParser.create()
+    for path in ("/data/données/shard0", "/runs/数据/k128", "/runs/with space/x", "/a,b/c", "/it's/here", "/plain/path-1.2"):
+        assert parser.parse_override(f"checkpoint.save_dir={hydra_value(path)}").value() == path, path
+
+
+def test_a_second_run_into_a_save_dir_being_written_is_refused_naming_the_first(tmp_path, monkeypatch, capsys):
+    """Two runs into one SAVE_DIR both finished "done" with interleaved logs and checkpoints."""
+    shard, save = tmp_path / "shard0", tmp_path / "save"
+    shard.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(save)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for name in ("NPROC_PER_NODE", "TOTAL_BATCH", "PRECISION", "LAUNCHER", "SLURM_PROCID"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("CPU", "1")
+        monkeypatch.setenv("DRY_RUN", "1")
+        assert pretrain.main([TINY, str(shard), str(save)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"pretrain: error: {save} is being written by process {holder.pid} on ") and \
+            "linformer-pretrain tiny_n64_k16" in err and len(err.splitlines()) == 1, err
+        assert not (save / "train.log").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert pretrain.main([TINY, str(shard), str(save)]) == 0  # once it ended, the directory is free
+
+
+def test_relative_checkpoint_paths_are_resolved_where_the_launcher_starts(tmp_path, monkeypatch):
+    """fairseq-hydra-train runs in SAVE_DIR/hydra/rank0: a relative checkpoint.restore_file named nothing there."""
+    from linformer_fairseq.launch.pretrain import plan_launch
+
+    (tmp_path / "shard0").mkdir()
+    monkeypatch.chdir(tmp_path)
+    plan = plan_launch(TINY, "shard0", str(tmp_path / "save"), ["checkpoint.restore_file=other run/checkpoint_1_10.pt",
+                                                                "checkpoint.finetune_from_model=null"], {"CPU": "1"})
+    assert f"checkpoint.restore_file='{tmp_path}/other run/checkpoint_1_10.pt'" in plan.command
+    assert "checkpoint.finetune_from_model=null" in plan.command
+
+
+@pytest.mark.slow
+def test_the_checksums_of_the_checkpoints_fairseq_deleted_are_gone(reference_run):
+    save_dir, _ = reference_run
+    checkpoints = {p.name for p in save_dir.glob("checkpoint*.pt")}
+    assert {p.name[: -len(".sha256")] for p in save_dir.glob("*.sha256")} == checkpoints
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_left_alone_and_a_missing_last_checkpoint_is_rebuilt(reference_run, corpus, tmp_path):
+    """Each rerun of a finished pretraining used to add an update and rewrite checkpoint_last/best."""
+    reference_dir, _ = reference_run
+    save_dir = tmp_path / "finished"
+    shutil.copytree(reference_dir, save_dir)  # copy2: the same modification times
+    before = {p: p.stat().st_mtime_ns for p in save_dir.rglob("*") if p.is_file()}
+    proc = run_pretrain(corpus, save_dir, *TRAIN)
+    assert (f"pretrain: {save_dir} already finished ({save_dir}/checkpoint_last.pt is at update 30, "
+            "optimization.max_update=30); nothing to do") in proc.stdout, proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in save_dir.rglob("*") if p.is_file()} == before
+
+    os.remove(save_dir / "checkpoint_last.pt")  # fairseq would start from update 0 beside checkpoint_1_30.pt
+    proc = run_pretrain(corpus, save_dir, *TRAIN)
+    assert (f"checkpoint {save_dir}/checkpoint_last.pt is missing; resuming from {save_dir}/checkpoint_1_30.pt "
+            "(epoch 1 @ 30 updates), the newest intact checkpoint") in proc.stdout, proc.stdout
+    assert "already finished" in proc.stdout and saved_updates(save_dir / "checkpoint_last.pt") == 30
+
+
+def last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_save_ends_in_one_line_and_the_run_resumes(corpus, tmp_path):
+    from tests.faults import fault_env
+
+    save_dir = tmp_path / "full"
+    train = ["optimization.max_update=10", "lr_scheduler.warmup_updates=5", "checkpoint.save_interval_updates=5",
+             "common.log_interval=1", "task.tokens_per_update=512"]
+    proc = run_pretrain(corpus, save_dir, *train, check=False,
+                        **fault_env(tmp_path / "faults", "ENOSPC", f"{save_dir}/.checkpoint_1_10.pt.tmp-*"))
+    assert proc.returncode == 1
+    assert last_line(proc.stdout) == (
+        f"pretrain: error: saving a checkpoint: cannot write {save_dir}/checkpoint_1_10.pt: no space left on the device "
+        "(ENOSPC); free space there or write elsewhere; the checkpoints saved before are whole: once there is room, the "
+        f"same command resumes from the last of them (the whole log: {save_dir}/train.log)"), proc.stdout[-3000:]
+    assert "Traceback" not in proc.stdout and "Traceback" not in proc.log
+    assert saved_updates(save_dir / "checkpoint_last.pt") == 5 and not list(save_dir.glob(".*.tmp-*"))
+
+    log = run_pretrain(corpus, save_dir, *train).log  # room again: the same command
+    assert f"Loaded checkpoint {save_dir}/checkpoint_last.pt (epoch 1 @ 5 updates)" in log
+    assert saved_updates(save_dir / "checkpoint_last.pt") == 10
+
+
+@pytest.mark.slow
+def test_a_read_only_save_dir_ends_in_one_line(corpus, tmp_path):
+    from tests.faults import fault_env
+
+    save_dir = tmp_path / "read_only"
+    save_dir.mkdir()
+    proc = run_pretrain(corpus, save_dir, check=False, **fault_env(tmp_path / "faults", "EROFS", save_dir))
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout
+    assert last_line(proc.stdout) == (f"pretrain: error: cannot write {save_dir}/train.log: the file system is "
+                                      "read-only (EROFS); choose a directory on a writable file system"), proc.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_ends_pretraining_in_one_line_and_the_run_resumes_exactly(corpus, reference_run, tmp_path):
+    """scancel or kill: the launcher used to die silently and leave fairseq training on alone."""
+    save_dir = tmp_path / "terminated"
+    proc = subprocess.Popen(["bash", SCRIPT, "--verbose", TINY, corpus, str(save_dir), *TRAIN], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=pretrain_env())
+    try:
+        for line in proc.stdout:
+            saved = re.search(r"Saved checkpoint \S+ \(epoch \d+ @ (\d+) updates", line)
+            if saved and int(saved.group(1)) >= 5:
+                proc.send_signal(signal.SIGTERM)  # the launcher only, as kill does
+                break
+        proc.stdout.read()
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    at = saved_updates(save_dir / "checkpoint_last.pt")
+    assert last_line(err) == (f"pretrain: error: pretraining into {save_dir} was interrupted (SIGTERM); "
+                              f"{save_dir}/checkpoint_last.pt (epoch 1 @ {at} updates) is kept whole: the same "
+                              "command resumes from it")
+    assert "Traceback" not in err
+    size = (save_dir / "train.log").stat().st_size
+    time.sleep(3)
+    assert (save_dir / "train.log").stat().st_size == size  # fairseq stopped with its launcher
+
+    records = train_records(run_pretrain(corpus, save_dir, *TRAIN).log)
+    assert int(records[0]["num_updates"]) == at + 1
+    reference_losses = {r["num_updates"]: r["loss"] for r in train_records(reference_run[1])}
+    assert {r["num_updates"]: r["loss"] for r in records} == {u: v for u, v in reference_losses.items() if int(u) > at}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, message", [
+    (["model.compressed_dim=0"], "--compressed-dim: k = 0 is not allowed; k must be between 1 and --max-positions 64"),
+    (["model.compressed_dim=65"], "--compressed-dim: k = 65 is not allowed; k must be between 1 and --max-positions 64"),
+    (["model.compressed_dim=null", "+model.compressed_dims='16,16,16'"],
+     "--compressed-dims '16,16,16' gives 3 values but --encoder-layers is 2"),
+], ids=["zero", "above_n", "count"])
+def test_a_bad_k_ends_pretraining_in_one_line(corpus, tmp_path, overrides, message):
+    proc = run_pretrain(corpus, tmp_path / "bad_k", *overrides, "optimization.max_update=1", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout
+    assert last_line(proc.stdout).startswith(f"pretrain: error: {message}"), proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_paths_with_spaces_and_non_ascii_letters_train(corpus, tmp_path):
+    data = tmp_path / "données" / "data-bin"
+    shutil.copytree(corpus, data)
+    save_dir = tmp_path / "sortie 数据"
+    run_pretrain(data, save_dir, "optimization.max_update=2", "common.log_interval=1", "task.tokens_per_update=512")
+    assert saved_updates(save_dir / "checkpoint_last.pt") == 2
+    from omegaconf import OmegaConf
+
+    composed = OmegaConf.load(save_dir / "hydra" / "rank0" / ".hydra" / "config.yaml")
+    assert (composed.task.data, composed.common.tensorboard_logdir) == (str(data), str(save_dir / "tb"))

@@ -1,14 +1,17 @@
 """The README's first command, in its fastest setting: every stage runs, the tables and plots
 exist and hold this run's numbers, a re-run reuses the stages, and a failing stage names its log."""
 
+import ast
 import csv
 import json
+import math
 import os
 import re
 
 import pytest
 
 from tests.cli_runner import run_pipeline
+from tests.doc_snippets import FAIRSEQ_LOG_RECORD, python_snippets, run_snippet
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +61,14 @@ def test_pretraining_table_holds_this_runs_numbers(finished):
         assert int(row["updates"]) == int(valid["valid_num_updates"])
         assert float(row["valid_ppl"]) == pytest.approx(float(valid["valid_ppl"]), rel=1e-3)
         assert float(row["words_per_s"]) > 0
+        # the [MASK] perplexity and both floors of the same validation
+        mask_only = [json.loads(line.split("| valid_mask_only | ", 1)[1])
+                     for line in open(out / "pretrain" / run / "train.log") if "| valid_mask_only |" in line][-1]
+        assert float(row["mask_ppl"]) == pytest.approx(float(mask_only["valid_mask_only_ppl"]), rel=1e-3)
+        assert float(row["unigram_floor_ppl"]) == pytest.approx(float(mask_only["valid_mask_only_unigram_floor_ppl"]),
+                                                                rel=1e-3)
+        assert float(row["copy_floor_ppl"]) == pytest.approx(float(valid["valid_copy_floor_ppl"]), rel=1e-3)
+        assert row["uses_context"]
     assert rows[0]["k"] == "32" and rows[1]["k"] == "-"
     assert is_png(out / "results" / "pretraining_curves.png")
 
@@ -92,13 +103,21 @@ def test_a_failing_stage_names_its_log_and_the_resume_command(tmp_path):
 
 def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fairseq(finished):
     out, log = finished
-    line = next(line for line in log.splitlines() if line.startswith("transformers, "))
-    prediction = json.loads(line.split(": ", 1)[1].split(" (SST-2 labels")[0])
+    from linformer_fairseq.launch.quickstart import EXAMPLES
+
+    lines = log.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("transformers, ")))
+    predictions = {}
+    for line in lines[first + 1:first + 1 + len(EXAMPLES)]:
+        sentence, prediction = line.strip().split(": ", 1)
+        predictions[ast.literal_eval(sentence)] = json.loads(prediction)
+    assert set(predictions) == set(EXAMPLES)
+    prediction = predictions["a gripping , funny and moving film"]
     assert prediction[0]["label"] in ("negative", "positive") and 0.5 <= prediction[0]["score"] <= 1
     from linformer_data_prep.finetune_tasks import TASKS
     from linformer_fairseq.models.linformer_roberta import LinformerModel
 
-    run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-04"
+    run_dir = out / "runs" / "linformer_small" / "sst2" / "seed1_lr1e-03"
     hub = LinformerModel.from_pretrained(str(run_dir / "checkpoints"), "checkpoint_best.pt", str(out / "sst2")).eval()
     tokens = hub.encode("a gripping , funny and moving film")
     probabilities = hub.predict("sentence_classification_head", tokens).exp()[0]
@@ -106,3 +125,45 @@ def test_the_fine_tuned_model_is_exported_and_predicts_in_transformers_as_in_fai
     best = int(probabilities.argmax())
     assert TASKS["sst2"].label_names[int(labels[best + labels.nspecial])] == prediction[0]["label"]
     assert float(probabilities[best]) == pytest.approx(prediction[0]["score"], abs=1e-5)
+
+
+# --- the docs' Python snippets, run verbatim against this quick start (docs/snippets.md) -------------
+
+RUNNABLE = [snippet for snippet in python_snippets() if snippet.kind == "runnable"]
+
+
+@pytest.fixture(scope="module")
+def snippet_runs(finished, tmp_path_factory):
+    """{snippet name: its completed process}, each run from its own directory beside quickstart_output/."""
+    out, _ = finished
+    root = tmp_path_factory.mktemp("snippets")
+    return {snippet.name: run_snippet(snippet, str(out), str(root / re.sub(r"\W", "_", snippet.name)))
+            for snippet in RUNNABLE}
+
+
+@pytest.mark.parametrize("snippet", RUNNABLE, ids=lambda snippet: snippet.name)
+def test_the_docs_python_snippets_run_verbatim(snippet, snippet_runs):
+    """Exit status 0; on stdout the snippet's own prints (one line each), on stderr nothing but fairseq's
+    INFO records."""
+    proc = snippet_runs[snippet.name]
+    assert proc.returncode == 0, f"{snippet.name} failed:\n{proc.stderr[-4000:]}"
+    assert len(proc.stdout.splitlines()) == snippet.prints(), f"{snippet.name} printed:\n{proc.stdout}"
+    assert [line for line in proc.stderr.splitlines() if not FAIRSEQ_LOG_RECORD.match(line)] == [], proc.stderr
+
+
+def test_a_users_transformers_script_predicts_trains_resizes_saves_and_reloads(finished, snippet_runs):
+    """The acceptance case (docs/export.md, "All of it in one script"): the fast tokenizer, the task's labels,
+    a pipeline's prediction, a finite loss after a step with activation checkpointing, one more token, and the
+    reloaded model's logits equal to the saved one's; nothing on stderr."""
+    out, _ = finished
+    (snippet,) = [snippet for snippet in RUNNABLE if "resize_token_embeddings(" in snippet.code]
+    proc = snippet_runs[snippet.name]
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-4000:]
+    tokenizer_line, prediction_line, loss_line, reload_line = proc.stdout.splitlines()
+    assert tokenizer_line == "LinformerTokenizerFast {0: 'negative', 1: 'positive'}"
+    (prediction,) = ast.literal_eval(prediction_line)
+    assert prediction["label"] in ("negative", "positive") and 0.5 <= prediction["score"] <= 1
+    loss = float(loss_line.removeprefix("loss "))
+    assert math.isfinite(loss) and loss > 0
+    vocabulary = json.load(open(out / "hf_model" / "config.json"))["vocab_size"]
+    assert reload_line == f"{vocabulary + 1} True"

@@ -8,9 +8,15 @@ still in place; (3) the file is renamed into place; (4) the sidecar is replaced 
 new hash only. A crash before (2) leaves old file and old sidecar; between (2) and (4) the sidecar
 lists the hash of whichever file is in place; after (4) both are new. So a sidecar never makes an
 intact file look corrupt.
+
+The sidecar belongs to the file, not to a name of it: every function here first resolves symbolic
+links and relative paths (:func:`real_path`), so ``LINK.pt`` pointing at ``run/checkpoint_best.pt``
+is checked against ``run/checkpoint_best.pt.sha256`` (and a write through a link replaces the file
+it points to, with that file's sidecar).
 """
 
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
@@ -38,23 +44,42 @@ class _HashingWriter:
         return getattr(self._handle, name)
 
 
+def real_path(path: PathLike) -> str:
+    """``path`` with every symbolic link and relative part resolved: the file itself."""
+    return os.path.realpath(path)
+
+
 def checksum_path(path: PathLike) -> Path:
-    """The sidecar that holds the sha256 of ``path``: ``PATH.sha256``."""
-    return Path(str(path) + CHECKSUM_SUFFIX)
+    """The sidecar that holds the sha256 of the file ``path`` names: ``REAL_PATH.sha256``."""
+    return Path(real_path(path) + CHECKSUM_SUFFIX)
 
 
 def read_checksums(path: PathLike) -> Optional[List[str]]:
-    """The hashes the sidecar of ``path`` lists (None: there is no sidecar)."""
-    sidecar = checksum_path(path)
-    try:
-        text = sidecar.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    return [line.split()[0].lower() for line in text.splitlines() if line.strip()]
+    """The hashes the sidecar of ``path`` lists (None: there is no sidecar). The sidecar beside the
+    file itself counts; one beside a link to it (copied with the link) is read when the file has none."""
+    for sidecar in dict.fromkeys((checksum_path(path), Path(os.path.abspath(path) + CHECKSUM_SUFFIX))):
+        try:
+            text = sidecar.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        return [line.split()[0].lower() for line in text.splitlines() if line.strip()]
+    return None
+
+
+def remove_orphaned_checksums(directory: PathLike, pattern: str = "checkpoint*.pt") -> List[str]:
+    """Remove each ``PATTERN.sha256`` of ``directory`` whose file is gone (fairseq deletes old
+    checkpoints itself, ``keep_interval_updates`` and the like); returns the removed sidecars."""
+    removed = []
+    for sidecar in glob.glob(os.path.join(glob.escape(str(directory)), pattern + CHECKSUM_SUFFIX)):
+        if not os.path.lexists(sidecar[: -len(CHECKSUM_SUFFIX)]):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(sidecar)
+                removed.append(sidecar)
+    return removed
 
 
 def _write_checksums(path: PathLike, hashes: List[str]) -> None:
-    name = os.path.basename(str(path))
+    name = os.path.basename(real_path(path))
     unique = list(dict.fromkeys(hashes))
     with atomic_open(checksum_path(path)) as handle:
         handle.writelines(f"{digest}  {name}\n" for digest in unique)
@@ -71,7 +96,8 @@ def verify_checksum(path: PathLike) -> Optional[bool]:
 @contextlib.contextmanager
 def checksummed_open(path: PathLike) -> Iterator[IO]:
     """A binary file that replaces ``path`` when the block succeeds, with ``PATH.sha256`` beside it
-    (in the crash-safe order of the module's description)."""
+    (in the crash-safe order of the module's description). A link is followed: the file it names is replaced."""
+    path = real_path(path)
     suffix = "".join(Path(path).suffixes[-1:])
     # large temporaries that killed writers left, of this checkpoint or of any other in the directory
     remove_stale_temporaries(path, (suffix, suffix + CHECKSUM_SUFFIX) if suffix else ())

@@ -30,12 +30,6 @@ import logging
 import os
 import sys
 
-import torch
-
-from ..atomic_files import atomic_write_text
-from ..bench.attention import FULL_ATTENTION, METHODS, MODES, PAPER_GRID, SMALL_GRID, grid_points, measure_grid
-from ..bench.attention_tables import write_report
-from ..bench.flops import flop_table, plot_flops_vs_n
 from ..bench.options import fractions, positive_ints, with_progress
 from ..launch.console import tool_parser
 
@@ -50,9 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="default: bf16 on a GPU, fp32 on the CPU")
     parser.add_argument("--ns", type=positive_ints, help="comma-separated sequence lengths (default: the paper's grid)")
     parser.add_argument("--ks", type=positive_ints, help="comma-separated projected dimensions k")
-    parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS),
-                        help=f"comma-separated subset of {','.join(METHODS)}")
-    parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES), help="inference,training")
+    parser.add_argument("--methods", type=lambda s: s.split(","),
+                        help="comma-separated subset of the methods of linformer_fairseq/bench/attention.py (default: all)")
+    parser.add_argument("--modes", type=lambda s: s.split(","), help="inference,training (default: both)")
     parser.add_argument("--baselines", type=lambda s: s.split(","), default=["sdpa_math", "sdpa"],
                         help="full-attention methods the ratio tables divide by (default: %(default)s)")
     parser.add_argument("--tokens", type=int, help="tokens per batch; batch = tokens / n (default 65536)")
@@ -69,7 +63,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "timings steady on a shared machine)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    import torch  # and fairseq, with the methods: after --help
 
+    from ..bench.attention import FULL_ATTENTION, METHODS, MODES, PAPER_GRID, SMALL_GRID
+
+    args.methods, args.modes = args.methods or list(METHODS), args.modes or list(MODES)
     grid = SMALL_GRID if args.small else PAPER_GRID
     for name, default in (("ns", grid["ns"]), ("ks", grid["ks"]), ("tokens", grid["tokens"]),
                           ("embed_dim", grid["embed_dim"]), ("heads", grid["heads"]),
@@ -99,6 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from ..atomic_files import atomic_write_text
+    from ..bench.attention import grid_points, measure_grid
+    from ..bench.attention_tables import write_report
+    from ..bench.flops import flop_table, plot_flops_vs_n
+
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq leaves the root logger at DEBUG
     os.makedirs(args.out, exist_ok=True)
     if args.flops:

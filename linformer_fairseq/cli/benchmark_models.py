@@ -23,9 +23,6 @@ import logging
 import os
 import sys
 
-from ..atomic_files import atomic_write_json
-from ..bench.models import BASE_GRID, MODES, SMALL_GRID, measure_point, point_specs, run_grid, write_dictionary
-from ..bench.models_report import report_header, write_report
 from ..bench.options import fractions_or_mix, positive_ints
 from ..launch.console import setup_logging, tool_parser
 
@@ -42,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ks", type=positive_ints, help="our k, one model per k (default 256)")
     parser.add_argument("--tokens", type=int, help="padded token slots per inference batch; batch = tokens / n (default 8192)")
     parser.add_argument("--train-tokens", type=int, help="the same for training (default 4096)")
-    parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES), help="inference,training")
+    parser.add_argument("--modes", type=lambda s: s.split(","), help="inference,training (default: both)")
     parser.add_argument("--models", type=lambda s: s.split(","), default=["roberta", "linformer"],
                         help="roberta,linformer (default both)")
     parser.add_argument("--threads", type=int, help="PyTorch/OpenMP threads of each point (default: PyTorch's "
@@ -69,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.point:
         return args
+    from ..bench.models import BASE_GRID, MODES, SMALL_GRID  # torch: after --help
+
+    args.modes = args.modes or list(MODES)
     grid = SMALL_GRID if args.small else BASE_GRID
     for name in ("ns", "train_ns", "ks", "tokens", "train_tokens", "repeats", "vocab", "threads", "point_budget"):
         if getattr(args, name) is None:
@@ -96,6 +96,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     setup_logging()
+    from ..atomic_files import atomic_write_json
+    from ..bench.models import measure_point, point_specs, run_grid, write_dictionary
+    from ..bench.models_report import report_header, write_report
+
     if args.point:  # a point's own process
         atomic_write_json(args.result, measure_point(json.loads(args.point)))
         return 0

@@ -19,7 +19,6 @@ import os
 import sys
 
 from ..bench.options import positive_ints
-from ..bench.training import FULL, METHODS, SMALL, benchmark, write_report
 from ..launch.console import setup_logging, tool_parser
 
 
@@ -32,11 +31,14 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int)
     parser.add_argument("--tokens-per-batch", type=int, dest="tokens")
     parser.add_argument("--updates", type=int)
-    parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
+    parser.add_argument("--methods", type=lambda s: s.split(","), help="roberta,reference,linformer (default: all)")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU (implied by --small and by no GPU)")
     parser.add_argument("--precision", choices=("fp16", "fp32"), help="default: fp16 on a GPU, fp32 on the CPU")
     args = parser.parse_args(argv)
     setup_logging()
+    from ..bench.training import FULL, METHODS, SMALL, benchmark, write_report  # fairseq, matplotlib: after --help
+
+    args.methods = args.methods or list(METHODS)
     grid = SMALL if args.small else FULL
     ns, k = args.ns or list(grid["ns"]), args.k or grid["k"]
     tokens, updates = args.tokens or grid["tokens"], args.updates or grid["updates"]

@@ -15,7 +15,6 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import tool_parser
-from ..results.table2_report import collect
 
 
 @reports_errors("collect-results")
@@ -25,6 +24,8 @@ def main(argv=None):
     parser.add_argument("--out", help="where to write results.md, results.csv, curves.png (default: RUNS_DIR)")
     parser.add_argument("--paper", help="the paper's numbers (default: configs/paper_table2.csv)")
     args = parser.parse_args(argv)
+    from ..results.table2_report import collect  # matplotlib: after --help
+
     rows = collect(args.runs_dir, args.out, args.paper)
     out = args.out or args.runs_dir
     print(f"{len(rows)} rows -> {os.path.join(out, 'results.md')}, results.csv, curves.png")

@@ -12,7 +12,6 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
-from ..replication.pretraining_runs import compare
 
 
 @reports_errors("compare-pretraining")
@@ -22,6 +21,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="directory for pretraining.md/.csv/_curves.png")
     args = parser.parse_args(argv)
     setup_logging()
+    from ..replication.pretraining_runs import compare  # matplotlib, tensorboard: after --help
+
     print(compare(args.runs, args.out))
     return 0
 

@@ -11,7 +11,6 @@ import sys
 from ..atomic_files import atomic_write_json
 from ..errors import reports_errors
 from ..launch.console import tool_parser
-from ..results.evaluate import evaluate
 
 
 @reports_errors("evaluate")
@@ -24,6 +23,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even when a GPU is available")
     args = parser.parse_args(argv)
+    from ..results.evaluate import evaluate  # fairseq and torch: after --help
+
     result = evaluate(args.checkpoint, args.data_dir, args.split, args.batch_size, args.cpu)
     atomic_write_json(args.out, result, indent=1)
     print(f"{args.split}: accuracy {result['accuracy']:.2f} ({result['correct']}/{result['total']}) -> {args.out}")

@@ -20,9 +20,11 @@ export cannot carry exactly is refused with the reason (docs/export.md lists the
 import json
 import sys
 
+from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
 
 
+@reports_errors("export-hf")
 def main(argv=None) -> int:
     parser = tool_parser("linformer-export-hf", __doc__)
     parser.add_argument("checkpoint", help="a fairseq checkpoint (pretrained or fine-tuned), e.g. RUN/checkpoints/checkpoint_best.pt")
@@ -33,14 +35,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-verify", action="store_true", help="do not compare the export with fairseq")
     args = parser.parse_args(argv)
     setup_logging()
-    from linformer_fairseq.hf_export.exporter import ExportError, export
+    from ..hf_export.exporter import export  # torch, fairseq, transformers: after --help
 
-    try:
-        summary = export(args.checkpoint, args.out_dir, data=args.data, sentencepiece=args.sentencepiece,
-                         head=args.head, verify=not args.no_verify)
-    except ExportError as error:
-        print(f"linformer-export-hf: {error}", file=sys.stderr)
-        return 1
+    summary = export(args.checkpoint, args.out_dir, data=args.data, sentencepiece=args.sentencepiece,
+                     head=args.head, verify=not args.no_verify)
     print(json.dumps(summary, indent=2))
     return 0
 

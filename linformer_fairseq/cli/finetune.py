@@ -28,17 +28,12 @@ Environment:
 
 import argparse
 import os
-import signal
 import sys
 
 from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
 from ..launch.finetune import launch
 from ..launch.finetune_plan import TASKS
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @reports_errors("finetune")
@@ -50,7 +45,6 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true", help="copy fairseq's log to the console too")
     args = parser.parse_args(argv)
     setup_logging()
-    signal.signal(signal.SIGTERM, _interrupt)  # a scancel or a Slurm requeue marks the run interrupted
     return launch(args.task, args.checkpoint, args.overrides, os.environ, args.verbose)
 
 

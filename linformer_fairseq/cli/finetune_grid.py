@@ -15,8 +15,8 @@ Environment (space-separated lists):
   SEEDS       default "1 2 3 4 5"
   LRS         default "1e-5 2e-5 3e-5" (RoBERTa's GLUE sweep)
   DATA_ROOT   one linformer-prepare-finetune output per task, named by task (default: data/finetune
-              in the repository)
-  RUNS_DIR    default: runs in the repository
+              in the repository, or in the working directory when the package is installed)
+  RUNS_DIR    default: runs in the repository (installed: in the working directory)
   MODEL_NAME  default: the name of the checkpoint's directory (e.g. base_n512_k128)
   CONFIG, CPU, PRECISION, NPROC_PER_NODE: as for linformer-finetune
 """

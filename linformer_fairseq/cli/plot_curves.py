@@ -9,7 +9,6 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import tool_parser
-from ..results.curves import ResultsError, find_run_dirs, plot_curves
 
 
 @reports_errors("plot-curves")
@@ -18,6 +17,8 @@ def main(argv=None):
     parser.add_argument("paths", nargs="+", help="run directories (with run.json) or directories holding them")
     parser.add_argument("--out", required=True, help="PNG to write")
     args = parser.parse_args(argv)
+    from ..results.curves import ResultsError, find_run_dirs, plot_curves  # matplotlib: after --help
+
     run_dirs = find_run_dirs(args.paths)
     if not run_dirs:
         raise ResultsError(f"no run.json (written by scripts/finetune.sh) under {', '.join(args.paths)}")

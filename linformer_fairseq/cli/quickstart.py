@@ -18,14 +18,16 @@ import sys
 
 from ..launch.console import setup_logging, tool_parser
 from ..launch.quickstart import run
-from ..paths import REPOSITORY
+from ..paths import output_root
 
 
 def main(argv=None) -> int:
     parser = tool_parser("linformer-quickstart", __doc__)
     parser.add_argument("--clean", action="store_true", help="start over (delete OUT first)")
     parser.add_argument("--fast", action="store_true", help="fewest updates (the test suite's setting)")
-    parser.add_argument("--out", default=os.path.join(REPOSITORY, "quickstart_output"), help="where everything goes")
+    parser.add_argument("--out", default=os.path.join(output_root(), "quickstart_output"),
+                        help="where everything goes (default: quickstart_output in the repository, or in the "
+                        "working directory when the package is installed)")
     args = parser.parse_args(argv)
     setup_logging()
     return run(os.path.abspath(args.out), args.fast, args.clean)

@@ -26,7 +26,7 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
-from ..paths import REPOSITORY
+from ..paths import output_root
 from ..replication.pipeline import run
 
 
@@ -35,12 +35,13 @@ def main(argv=None) -> int:
     parser = tool_parser("linformer-replicate", __doc__)
     parser.add_argument("--preset", default="cpu", help="cpu (default), gpu, cluster, or a YAML file")
     parser.add_argument("--fast", action="store_true", help="the test suite's preset: every stage, tiny, in minutes")
-    parser.add_argument("--out", help="where everything goes (default: replication_output/PRESET in the repository)")
+    parser.add_argument("--out", help="where everything goes (default: replication_output/PRESET in the repository, or in the "
+                        "working directory when the package is installed)")
     parser.add_argument("--list", action="store_true", help="print the runs' pretraining commands and stop")
     args = parser.parse_args(argv)
     setup_logging()
     preset = "fast" if args.fast else args.preset
-    out = os.path.abspath(args.out or os.path.join(REPOSITORY, "replication_output", os.path.basename(preset)))
+    out = os.path.abspath(args.out or os.path.join(output_root(), "replication_output", os.path.basename(preset)))
     resume = f"bash scripts/replicate.sh {'--fast' if args.fast else '--preset ' + preset} --out {out}"
     return run(preset, out, args.list, resume)
 

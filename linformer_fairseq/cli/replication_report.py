@@ -11,7 +11,6 @@ import sys
 
 from ..errors import reports_errors
 from ..launch.console import setup_logging, tool_parser
-from ..replication.report import report
 
 
 @reports_errors("replication-report", status=2)
@@ -20,6 +19,8 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="the output directory of linformer-replicate")
     args = parser.parse_args(argv)
     setup_logging()
+    from ..replication.report import report  # matplotlib: after --help
+
     print(report(args.out))
     return 0
 

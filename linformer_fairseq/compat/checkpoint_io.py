@@ -3,6 +3,11 @@
 * ``torch_persistent_save`` and ``PathManager.copy`` (how ``save_checkpoint`` writes
   ``checkpoint_X.pt`` and copies it to ``checkpoint_last.pt``/``checkpoint_best.pt``): local files
   go through :mod:`linformer_fairseq.checkpoints.storage`, whole and with a ``.sha256`` beside them.
+* ``save_checkpoint``: after fairseq deleted old checkpoints (``keep_interval_updates``,
+  ``keep_last_epochs``, ``keep_best_checkpoints``), their ``.sha256`` files go too.
+* ``load_checkpoint`` (where a run chooses what it starts from): a ``--restore-file``,
+  ``--continue-once`` or ``--finetune-from-model`` that is not there is refused (fairseq silently
+  started from update 0 for the first two), and so are resume options that contradict each other.
 * ``load_checkpoint_to_cpu``: every loader (``--restore-file``, ``--finetune-from-model``,
   ``from_pretrained``, ``load_model_ensemble_and_task``, ``linformer-evaluate``, the launchers) goes
   through it; :func:`linformer_fairseq.checkpoints.storage.load` checks the file before it is
@@ -10,9 +15,11 @@
 * ``Trainer.state_dict``: records ``extra_state["linformer_data"]``: the fingerprint, size and file
   of the task's dictionary and the task the data was prepared for (its meta.json).
 * ``Trainer.load_checkpoint``: once the file is read and before any weight is copied, compares that
-  record with the task's dictionary and data (``dictionaries.check_model_data``), and refuses to
-  resume optimizer state into a model whose tensors have other shapes (another
-  ``--max-positions``), pointing to ``--finetune-from-model``/``--reset-optimizer``.
+  record with the task's dictionary and data (``dictionaries.check_model_data``), refuses a
+  checkpoint of another kind of model (Linformer into RoBERTa and the reverse) and to resume
+  optimizer state into a model whose tensors have other shapes (another ``--max-positions``),
+  saying what works instead (``models.checkpoint_fit``); fairseq's own "Cannot load model
+  parameters" becomes one line.
 * ``load_model_ensemble_and_task``: the same dictionary and task comparison for
   ``from_pretrained`` and ``linformer-evaluate``, between building the task and loading the weights.
 """
@@ -21,19 +28,29 @@ import contextlib
 import contextvars
 import logging
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 from fairseq import checkpoint_utils
 from fairseq.file_io import PathManager
 from fairseq.trainer import Trainer
 
-from ..checkpoints import storage
+from ..checkpoints import checksums, storage
 from ..dictionaries import DATA_RECORD, check_model_data, data_record
-from ..errors import DataMismatch
+from ..errors import DataMismatch, MissingFile, OptionError
 from .patch import Patch
 
 logger = logging.getLogger(__name__)
 
-# set while Trainer.load_checkpoint runs: (trainer, filename, reset_optimizer)
+@dataclass
+class _Loading:
+    """What Trainer.load_checkpoint is doing, while it runs."""
+    trainer: object
+    filename: str
+    reset_optimizer: bool
+    stored_arch: Optional[str] = None  # the checkpoint's architecture, once it is read
+
+
 _LOADING_FOR_TRAINER = contextvars.ContextVar("linformer_loading_for_trainer", default=None)
 
 
@@ -54,34 +71,82 @@ def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
     return True
 
 
+def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
+    saved = SAVE_CHECKPOINT.call_original(cfg, trainer, epoch_itr, val_loss)
+    if trainer.should_save_checkpoint_on_current_rank and storage.is_local(cfg.save_dir):
+        checksums.remove_orphaned_checksums(cfg.save_dir)
+    return saved
+
+
+def check_resume_options(cfg, suffix: str = "") -> None:
+    """The checkpoint a run starts from, as fairseq's ``load_checkpoint`` chooses it, must exist:
+    fairseq starts from update 0 without a word when a ``--restore-file`` or ``--continue-once`` it
+    was given is not there (a typo, or a relative path read from another directory), and stops with
+    a traceback (or a dump of the whole config) on the options below."""
+    resets = [flag for flag, on in (("--reset-optimizer", cfg.reset_optimizer),
+                                    ("--reset-lr-scheduler", cfg.reset_lr_scheduler),
+                                    ("--reset-meters", cfg.reset_meters),
+                                    ("--reset-dataloader", cfg.reset_dataloader)) if on]
+    if cfg.finetune_from_model is not None and resets:
+        raise OptionError(f"--finetune-from-model {cfg.finetune_from_model} resets the optimizer, learning-rate "
+                          f"scheduler, meters and data iterator itself: drop {' '.join(resets)}")
+    if cfg.restore_file != "checkpoint_last.pt" and cfg.finetune_from_model is not None:
+        raise OptionError(f"--finetune-from-model {cfg.finetune_from_model} and --restore-file {cfg.restore_file} "
+                          "cannot be given together: the first starts a run from a model's weights, the second "
+                          "resumes a training state; give one of them")
+
+    def missing(flag: str, path: str) -> None:
+        if storage.is_local(path) and not os.path.exists(path):
+            where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
+            raise MissingFile(f"{flag} {path} does not exist{where}; training would start from update 0 instead")
+
+    if cfg.restore_file != "checkpoint_last.pt":
+        missing("--restore-file (checkpoint.restore_file)", cfg.restore_file.replace(".pt", suffix + ".pt"))
+    elif not os.path.exists(os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")):
+        if getattr(cfg, "continue_once", None) is not None:
+            missing("--continue-once (checkpoint.continue_once)", cfg.continue_once)
+        elif cfg.finetune_from_model is not None:
+            missing("--finetune-from-model (checkpoint.finetune_from_model)", cfg.finetune_from_model)
+
+
+def load_training_checkpoint(cfg, trainer, **passthrough_args):
+    check_resume_options(cfg, trainer.checkpoint_suffix)
+    return LOAD_CHECKPOINT.call_original(cfg, trainer, **passthrough_args)
+
+
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
     state = storage.load(path, lambda: LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks))
     loading = _LOADING_FOR_TRAINER.get()
-    if loading is not None:
-        trainer, filename, reset_optimizer = loading
-        if filename == path:
-            _check_for_trainer(state, path, trainer, reset_optimizer)
+    if loading is not None and loading.filename == path:
+        from ..models import checkpoint_fit  # registers the model: not while compat/ is imported
+
+        loading.stored_arch = checkpoint_fit.arch_of(checkpoint_fit.model_options(state))
+        _check_for_trainer(state, path, loading.trainer, loading.reset_optimizer)
     return state
 
 
 def _check_for_trainer(state, path, trainer, reset_optimizer):
+    from ..models import checkpoint_fit
+
     task = trainer.task
     data = getattr(getattr(task, "cfg", None), "data", None)
     dictionary = getattr(task, "source_dictionary", None) if data else None
     if data:  # a new fine-tuning (--finetune-from-model resets the optimizer) may change the task
         check_model_data(state, path, dictionary, data, compare_task=not reset_optimizer)
+    model_arch = checkpoint_fit.arch_of(getattr(trainer.cfg, "model", None))
+    checkpoint_fit.check_architecture(state, path, model_arch)
     if reset_optimizer or state.get("last_optimizer_state") is None:
         return
-    model_state = trainer.get_model().state_dict()
+    model = trainer.get_model()
+    model_state = model.state_dict()
     for name, stored in (state.get("model") or {}).items():
         target = model_state.get(name)
         if target is not None and hasattr(stored, "shape") and tuple(stored.shape) != tuple(target.shape):
+            positions = model.max_positions() if hasattr(model, "max_positions") else None
             raise DataMismatch(
                 f"{path}: {name} has shape {tuple(stored.shape)} in the checkpoint but {tuple(target.shape)} in "
                 "this model (another --max-positions, or other model options), so its optimizer state cannot be "
-                f"resumed. To continue from its weights at the new size, start from it with --finetune-from-model "
-                f"{path} (or --restore-file with --reset-optimizer): positions and projections are extended "
-                "when loading")
+                f"resumed; {checkpoint_fit.resume_advice(path, state, model_arch, positions)}")
 
 
 def state_dict(self):
@@ -98,10 +163,18 @@ def state_dict(self):
 
 def load_checkpoint(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None,
                     reset_meters=False):
-    token = _LOADING_FOR_TRAINER.set((self, filename, reset_optimizer))
+    loading = _Loading(self, filename, reset_optimizer)
+    token = _LOADING_FOR_TRAINER.set(loading)
     try:
         return TRAINER_LOAD.call_original(self, filename, reset_optimizer, reset_lr_scheduler, optimizer_overrides,
                                           reset_meters)
+    except Exception as error:
+        from ..models import checkpoint_fit
+
+        failure = checkpoint_fit.load_failure(filename, error, loading.stored_arch)
+        if failure is None or failure is error:
+            raise
+        raise failure from error
     finally:
         _LOADING_FOR_TRAINER.reset(token)
 
@@ -130,6 +203,13 @@ SAVE = Patch(checkpoint_utils, "torch_persistent_save", torch_persistent_save,
              "write checkpoints atomically (fsync, rename) with a .sha256 checksum beside them")
 COPY = Patch(PathManager, "copy", copy, "(src_path: str, dst_path: str, overwrite: bool = False) -> bool",
              "copy checkpoint_X.pt to checkpoint_last.pt/checkpoint_best.pt atomically, with its checksum")
+SAVE_CHECKPOINT = Patch(checkpoint_utils, "save_checkpoint", save_checkpoint,
+                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, epoch_itr, val_loss)",
+                        "remove the .sha256 of each checkpoint fairseq deletes (keep_interval_updates, ...)")
+LOAD_CHECKPOINT = Patch(checkpoint_utils, "load_checkpoint", load_training_checkpoint,
+                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, **passthrough_args)",
+                        "refuse a --restore-file, --continue-once or --finetune-from-model that is not there, and "
+                        "contradicting resume options, in one line")
 LOAD_TO_CPU = Patch(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint_to_cpu,
                     "(path, arg_overrides=None, load_on_all_ranks=False)",
                     "check checkpoint files before unpickling them and name the file in every error")
@@ -143,4 +223,4 @@ ENSEMBLE = Patch(checkpoint_utils, "load_model_ensemble_and_task", load_model_en
                  "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
                  "num_shards=1, state=None)",
                  "compare a checkpoint's dictionary and task with the data's before loading its weights")
-PATCHES = [SAVE, COPY, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]
+PATCHES = [SAVE, COPY, SAVE_CHECKPOINT, LOAD_CHECKPOINT, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]

@@ -1,7 +1,8 @@
 """Our errors as one line, also under fairseq-hydra-train.
 
 The package installs ``errors.excepthook`` when it is imported, so the interpreter prints ``error:
-MESSAGE`` for a :class:`~linformer_fairseq.errors.LinformerError` that ends ``fairseq-train``. Hydra catches every
+MESSAGE`` for a :class:`~linformer_fairseq.errors.LinformerError` (or a full or read-only disk,
+``errors.user_error``) that ends ``fairseq-train``. Hydra catches every
 exception of the function it runs and prints a (trimmed) traceback itself, so the hook never sees
 them: ``run_and_report`` is wrapped to print our errors the same way and exit with status 1. It
 takes effect for runs that import the plugin before Hydra starts, as the launchers do
@@ -10,7 +11,7 @@ takes effect for runs that import the plugin before Hydra starts, as the launche
 
 import sys
 
-from ..errors import LinformerError, one_line
+from ..errors import one_line, user_error
 from .patch import Patch
 
 try:
@@ -23,8 +24,11 @@ def run_and_report(func):
     def reported():
         try:
             return func()
-        except LinformerError as error:
-            sys.stderr.write(one_line(error) + "\n")
+        except Exception as error:
+            reported = user_error(error)
+            if reported is None:
+                raise
+            sys.stderr.write(one_line(reported) + "\n")
             sys.exit(1)
 
     return RUN_AND_REPORT.call_original(reported)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..atomic_files import atomic_directory, atomic_write_json
+from ..errors import LinformerError
 from .environment import torchaudio_problem
 from .fast_tokenizer import ConversionError, build_fast_tokenizer
 from .model_card import write_model_card
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 REMOTE_DIR = Path(__file__).resolve().parent / "remote"
 MODULES_DIR = Path(__file__).resolve().parent.parent / "modules"
 # the attention, copied verbatim: one implementation for fairseq and transformers
-ATTENTION_FILES = ("linear_attention.py", "projection_free.py", "projections.py", "multihead_projections.py")
+ATTENTION_FILES = ("linear_attention.py", "projection_free.py", "projections.py", "attention_base.py")
 REMOTE_FILES = ("configuration_linformer.py", "modeling_linformer.py", "tokenization_linformer.py")
 MODEL_TYPE = "linformer_roberta"
 AUTO_MAP = {
@@ -51,7 +52,7 @@ VERIFY_SENTENCES = (
 )
 
 
-class ExportError(Exception):
+class ExportError(LinformerError):
     """The checkpoint (or its data) cannot be exported exactly; the message says why and what to do."""
 
 
@@ -107,8 +108,10 @@ def config_values(model, head_name: str | None) -> dict:
     args, encoder = model.args, model.encoder.sentence_encoder
     layers = list(encoder.layers)
     refusals = []
-    if _arg(args, "encoder_normalize_before", False) or encoder.layer_norm is not None:
-        refusals.append("--encoder-normalize-before (pre-LN layers): the export writes fairseq RoBERTa's post-LN layer only")
+    # pre-LN layers come with a final LayerNorm, except in encoders saved before fairseq's version 2
+    if {bool(layer.normalize_before) for layer in layers} - {encoder.layer_norm is not None}:
+        refusals.append("pre-LN layers without the final LayerNorm, or post-LN layers with one: the export writes "
+                        "pre-LN layers followed by a final LayerNorm, or post-LN layers alone")
     if encoder.embed_positions is None or type(encoder.embed_positions).__name__ != "LearnedPositionalEmbedding":
         refusals.append("positions other than learned ones (--no-token-positional-embeddings, sinusoidal): "
                         "the export writes learned positional embeddings only")
@@ -122,7 +125,7 @@ def config_values(model, head_name: str | None) -> dict:
             refusals.append(f"{flag} {value}: the export knows {', '.join(ACTIVATIONS)}")
     if _arg(args, "spectral_norm_classification_head", False) and head_name is not None:
         refusals.append("--spectral-norm-classification-head: its weight is a spectral-norm parametrisation")
-    norms = [encoder.layernorm_embedding] + [m for layer in layers for m in (layer.self_attn_layer_norm, layer.final_layer_norm)]
+    norms = [encoder.layernorm_embedding, encoder.layer_norm] + [m for layer in layers for m in (layer.self_attn_layer_norm, layer.final_layer_norm)]
     norms = [m for m in norms if m is not None]
     eps = {float(m.eps) for m in norms}
     if len(eps) > 1 or any(not getattr(m, "elementwise_affine", True) for m in norms):
@@ -132,7 +135,7 @@ def config_values(model, head_name: str | None) -> dict:
         refusals.append(f"{encoder.embed_positions.weight.size(0)} positional embeddings for --max-positions "
                         f"{args.max_positions} (expected {args.max_positions + pad + 1})")
     if refusals:
-        raise ExportError("this checkpoint cannot be exported exactly:\n  - " + "\n  - ".join(refusals))
+        raise ExportError("this checkpoint cannot be exported exactly: " + "; ".join(refusals))
     if _arg(args, "encoder_layerdrop", 0.0) > 0:
         logger.warning("--encoder-layerdrop %s is a training-time option; the exported model keeps every layer "
                        "(as fairseq does at inference)", args.encoder_layerdrop)
@@ -153,6 +156,7 @@ def config_values(model, head_name: str | None) -> dict:
         max_position_embeddings=args.max_positions,
         layer_norm_eps=eps.pop() if eps else 1e-5,
         layernorm_embedding=encoder.layernorm_embedding is not None,
+        pre_layer_norm=encoder.layer_norm is not None,
         scale_embedding=encoder.embed_scale != 1.0,
         tie_word_embeddings=model.encoder.lm_head.weight is encoder.embed_tokens.weight,
         attention_variant=variant,

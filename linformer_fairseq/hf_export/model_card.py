@@ -185,7 +185,8 @@ def write_model_card(path: Path, *, checkpoint: str, state: dict, config, data_d
              "attention code is the plugin's own; outputs were compared on a padded batch before it was written).",
              "", "## Model", "",
              f"- {config.num_hidden_layers} layers, hidden size {config.hidden_size}, {config.num_attention_heads} heads, "
-             f"feed-forward {config.intermediate_size}, activation `{config.hidden_act}`, post-LN; {parameters:,} parameters",
+             f"feed-forward {config.intermediate_size}, activation `{config.hidden_act}`, "
+             f"{'pre-LN, a final LayerNorm after the last layer' if config.pre_layer_norm else 'post-LN'}; {parameters:,} parameters",
              f"- inputs of at most {config.max_position_embeddings} tokens (special tokens included); vocabulary "
              f"{config.vocab_size} (SentencePiece pieces in fairseq's dictionary order)",
              *attention_lines(config)]

@@ -7,9 +7,10 @@ runs several processes, and logs to stdout in the project's format (the launcher
 train.log).
 """
 
+import os
 import re
 import sys
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..errors import LaunchError
 from .console import DATE_FORMAT, LOG_FORMAT
@@ -47,8 +48,30 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, object]:
     return parsed
 
 
+# overrides whose value is a path the user typed, relative to where the launcher was started
+PATH_OVERRIDES = ("checkpoint.restore_file", "checkpoint.finetune_from_model", "checkpoint.continue_once")
+
+
+def absolute_path_overrides(overrides: Sequence[str], cwd: Optional[str] = None) -> List[str]:
+    """``overrides`` with each relative path of PATH_OVERRIDES made absolute: fairseq-hydra-train
+    runs in its hydra.run.dir, where the user's relative path names nothing (and a
+    ``--restore-file`` not found starts from update 0). ``checkpoint_last.pt``, fairseq's default,
+    means SAVE_DIR's own and stays."""
+    resolved = []
+    for override in overrides:
+        if override_key(override) in PATH_OVERRIDES and "=" in override:
+            assignment, value = override.split("=", 1)
+            path = value.strip().strip("'\"")
+            if path and path not in ("null", "checkpoint_last.pt") and "://" not in path and not os.path.isabs(path):
+                override = f"{assignment}={hydra_value(os.path.join(cwd or os.getcwd(), path))}"
+        resolved.append(override)
+    return resolved
+
+
 def hydra_value(value) -> str:
-    """``value`` written so that Hydra reads it back as the same value."""
+    """``value`` written so that Hydra reads it back as the same value. Hydra's grammar reads only
+    ASCII letters, digits and a few signs unquoted; anything else (a path with spaces, commas,
+    quotes or non-ASCII letters, ``données/``) is quoted."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -56,7 +79,7 @@ def hydra_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     value = str(value)
-    return value if re.fullmatch(r"[\w/.:+-]+", value) else "'" + value.replace("'", "\\'") + "'"
+    return value if re.fullmatch(r"[\w/.:+-]+", value, re.ASCII) else "'" + value.replace("'", "\\'") + "'"
 
 
 def compose(config: str, overrides: Sequence[str], config_dir: str):
@@ -74,8 +97,9 @@ def compose(config: str, overrides: Sequence[str], config_dir: str):
             warnings.simplefilter("ignore")  # Hydra's notices about version_base and fairseq's schema
             with initialize_config_dir(config_dir=config_dir, version_base="1.1"):  # as fairseq-hydra-train
                 return hydra_compose(config_name=config, overrides=selected)
-    except Exception as error:
-        raise LaunchError(f"config {config} with overrides {' '.join(selected)}: {error}") from error
+    except Exception as error:  # Hydra's messages span lines: one line here
+        raise LaunchError(f"config {config} with overrides {' '.join(selected)}: {' '.join(str(error).split())}") \
+            from error
 
 
 def logging_overrides() -> List[str]:

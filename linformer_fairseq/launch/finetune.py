@@ -24,7 +24,9 @@ from . import devices
 from .console import RunConsole
 from .fairseq_hydra import compose, training_command
 from .finetune_plan import RunRequest, plan_run
-from .progress import Progress, run_logged, tail
+from .interrupts import Interrupted, interruptible
+from .progress import Progress, log_size, reported_error, run_logged, tail
+from .run_directory import run_lock, what_is_kept
 
 CONFIG_DIR = os.path.join(CONFIGS, "finetuning")
 PRIMARY_CONFIG = "finetune"
@@ -61,16 +63,23 @@ def finish(run_dir: str, status: str) -> None:
     write_record(path, record)
 
 
-def previous_run(run_dir: str, task: str, checkpoint: str):
-    """The status of an earlier run in RUN_DIR (None if there is none); refuses another task's run."""
+def previous_run(run_dir: str, task: str, checkpoint: str, overrides: List[str]):
+    """The status of an earlier run in RUN_DIR (None if there is none); refuses a run of other work
+    (another task, pretrained checkpoint or overrides): skipped as finished or resumed, its
+    run.json would describe work this command did not ask for."""
     path = os.path.join(run_dir, "run.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
         record = json.load(f)
-    if record.get("status") != "finished" and (record.get("task"), record.get("pretrained_checkpoint")) != (task, checkpoint):
-        raise LaunchError(f"{run_dir} holds a {record.get('task')} run from {record.get('pretrained_checkpoint')}; "
-                          f"use another RUN_DIR for {task} from {checkpoint}")
+    recorded_overrides = record.get("overrides")
+    if recorded_overrides is None:  # a record that lists none: overrides are not compared
+        recorded_overrides = overrides
+    recorded = (record.get("task"), record.get("pretrained_checkpoint"), sorted(recorded_overrides))
+    if recorded != (task, checkpoint, sorted(overrides)):
+        raise LaunchError(f"{run_dir} holds a {record.get('task')} run from {record.get('pretrained_checkpoint')} "
+                          f"with overrides [{' '.join(recorded[2])}] ({record.get('status')}); use another RUN_DIR for "
+                          f"{task} from {checkpoint} with [{' '.join(sorted(overrides))}]")
     return record.get("status")
 
 
@@ -113,13 +122,22 @@ def check_inputs(task: str, env: Mapping[str, str]) -> None:
 
 def launch(task: str, checkpoint: str, overrides: List[str], env: Mapping[str, str], verbose: bool = False) -> int:
     """Fine-tune, evaluate and record one run (module docstring); 0 when it finished (now or before).
-    Raises a LinformerError (LaunchError, CheckpointError, ...) naming what is wrong."""
+    RUN_DIR is locked for the whole run (DirectoryLocked names the process that holds it); Ctrl-C or
+    SIGTERM marks the run interrupted and raises Interrupted. Raises a LinformerError (LaunchError,
+    CheckpointError, ...) naming what is wrong."""
     check_inputs(task, env)
+    run_dir = os.path.realpath(env["RUN_DIR"])
+    os.makedirs(run_dir, exist_ok=True)
+    with run_lock(run_dir, f"linformer-finetune {task}", env), \
+            interruptible(f"fine-tuning {task} into {run_dir}", lambda: what_is_kept(os.path.join(run_dir, "checkpoints"))):
+        return _launch_locked(task, checkpoint, overrides, env, verbose)
+
+
+def _launch_locked(task: str, checkpoint: str, overrides: List[str], env: Mapping[str, str], verbose: bool) -> int:
     config = env.get("CONFIG") or task
     checkpoint, data_dir, run_dir = (os.path.realpath(p) for p in (checkpoint, env["DATA_DIR"], env["RUN_DIR"]))
-    os.makedirs(run_dir, exist_ok=True)
     console = RunConsole("finetune", os.path.join(run_dir, "train.log"))
-    status = previous_run(run_dir, task, checkpoint)
+    status = previous_run(run_dir, task, checkpoint, list(overrides))
     if status == "finished":  # said on the console only: a finished run's files stay untouched
         console.say(f"{run_dir} already finished (run.json); nothing to do", log=False)
         return 0
@@ -139,22 +157,28 @@ def launch(task: str, checkpoint: str, overrides: List[str], env: Mapping[str, s
                                 *hydra_overrides], launch_devices.world_size)
     console.say(f"{task} from {checkpoint} into {run_dir} ({launch_devices.world_size} process(es), "
                 f"{launch_devices.precision}); log: {console.log_path}")
+    start = log_size(console.log_path)
     try:
-        returned = run_logged(command, console.log_path, env=dict(env),
-                              progress=Progress(f"finetune {task}", total=record.get("max_update")), echo=verbose)
-    except KeyboardInterrupt:
+        with interruptible(f"fine-tuning {task} into {run_dir}", lambda: what_is_kept(saved)):
+            returned = run_logged(command, console.log_path, env=dict(env),
+                                  progress=Progress(f"finetune {task}", total=record.get("max_update")), echo=verbose)
+            if returned == 0:
+                lines = evaluate_splits(run_dir, data_dir, launch_devices.cpu)
+    except Interrupted:
         finish(run_dir, "interrupted")
+        raise
+    except LaunchError:  # the evaluation
+        finish(run_dir, "failed")
         raise
     if returned != 0:
         finish(run_dir, "failed")
+        reported = reported_error(console.log_path, start)
+        if reported is not None:  # the plugin's one line for a user's error: it says it all
+            raise LaunchError(f"training stopped: {reported} (the whole log: {console.log_path})")
         print(tail(console.log_path), file=sys.stderr)
         raise LaunchError(f"training failed (exit status {returned}); see {console.log_path}")
-    try:
-        for line in evaluate_splits(run_dir, data_dir, launch_devices.cpu):
-            console.say(line)
-    except LaunchError:
-        finish(run_dir, "failed")
-        raise
+    for line in lines:
+        console.say(line)
     finish(run_dir, "finished")
     console.say(f"finished {run_dir}")
     return 0

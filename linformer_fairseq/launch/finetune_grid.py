@@ -10,7 +10,7 @@ import sys
 from typing import List, Mapping, Tuple
 
 from ..errors import LaunchError
-from ..paths import REPOSITORY
+from ..paths import output_root
 from .finetune import launch
 from .finetune_plan import TASKS
 
@@ -47,8 +47,8 @@ def run_index(checkpoint: str, env: Mapping[str, str]) -> int:
     checkpoint = os.path.abspath(os.path.join(env.get("SLURM_SUBMIT_DIR", "."), checkpoint))
     model_name = env.get("MODEL_NAME") or os.path.basename(os.path.dirname(checkpoint))
     run_env = dict(env)
-    run_env["DATA_DIR"] = os.path.join(env.get("DATA_ROOT") or os.path.join(REPOSITORY, "data", "finetune"), task)
-    run_env["RUN_DIR"] = os.path.join(env.get("RUNS_DIR") or os.path.join(REPOSITORY, "runs"), model_name, task, f"seed{seed}_lr{lr}")
+    run_env["DATA_DIR"] = os.path.join(env.get("DATA_ROOT") or os.path.join(output_root(), "data", "finetune"), task)
+    run_env["RUN_DIR"] = os.path.join(env.get("RUNS_DIR") or os.path.join(output_root(), "runs"), model_name, task, f"seed{seed}_lr{lr}")
     print(f"finetune-grid: array task {env.get('SLURM_ARRAY_JOB_ID', '?')}_{index}: {task} seed {seed} lr {lr} from "
           f"{checkpoint} into {os.path.realpath(run_env['RUN_DIR'])}", file=sys.stderr)
     return launch(task, checkpoint, [f"optimization.lr=[{lr}]", f"common.seed={seed}"], run_env)

@@ -26,7 +26,7 @@ from ..dictionaries import check_model_data, task_dictionary
 from ..errors import LaunchError
 from ..paths import PLUGIN_DIR
 from .devices import Devices
-from .fairseq_hydra import hydra_value, parse_overrides, refuse_reserved
+from .fairseq_hydra import absolute_path_overrides, hydra_value, parse_overrides, refuse_reserved
 
 TASKS = ("sst2", "imdb", "qnli", "qqp")
 # must equal pretraining: they decide the shapes or the function of pretrained weights
@@ -179,7 +179,7 @@ def hydra_overrides(request: RunRequest, user: Dict[str, object], ours: Dict[str
     """Our settings (where the user gave none) and the user's overrides; with several processes
     dataset.batch_size is split over them so that the batch per update stays the recipe's."""
     processes = request.devices.world_size
-    passthrough = list(request.overrides)
+    passthrough = absolute_path_overrides(request.overrides)
     ours = dict(ours)
     if processes > 1:
         total_batch = recipe_value(request, user, "dataset.batch_size")

@@ -4,6 +4,7 @@
 :func:`run`; the plan alone (:func:`plan_launch`) is what ``DRY_RUN=1`` prints.
 """
 
+import contextlib
 import os
 import shlex
 import sys
@@ -17,11 +18,20 @@ from ..rendezvous import rendezvous_port
 from . import devices as device_rules
 from .batch import largest_batch_size, plan_batch
 from .console import RunConsole
-from .fairseq_hydra import compose, override_key, refuse_reserved, training_command
+from .fairseq_hydra import (
+    absolute_path_overrides,
+    compose,
+    hydra_value,
+    override_key,
+    refuse_reserved,
+    training_command,
+)
+from .interrupts import interruptible
 from .pretraining_configs import CONFIG_DIR, resolve
-from .progress import Progress, run_logged, tail
-from .ranks import RunBarrier, launch_rank
+from .progress import Progress, log_size, reported_error, run_logged, tail
+from .ranks import LaunchRank, RunBarrier, launch_rank
 from .resources import record_resources
+from .run_directory import finished, run_lock, what_is_kept
 
 # set by this launcher from its arguments and environment
 RESERVED = {"task.data": "DATA", "checkpoint.save_dir": "SAVE_DIR", "common.user_dir": "the plugin",
@@ -76,14 +86,15 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     batch_size = largest_batch_size(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, world, max_sequences)
     batch = plan_batch(cfg.task.tokens_per_update, cfg.task.tokens_per_sample, batch_size, world)
 
+    # paths quoted as Hydra reads them (spaces, non-ASCII letters)
     args = ["--config-dir", config_dir, "--config-name", config_name, *groups,
-            f"task.data={':'.join(shards)}", f"checkpoint.save_dir={save_dir}",
-            f"common.tensorboard_logdir={os.path.join(save_dir, 'tb')}",
-            f"common.user_dir={PLUGIN_DIR}",
+            f"task.data={hydra_value(':'.join(shards))}", f"checkpoint.save_dir={hydra_value(save_dir)}",
+            f"common.tensorboard_logdir={hydra_value(os.path.join(save_dir, 'tb'))}",
+            f"common.user_dir={hydra_value(PLUGIN_DIR)}",
             f"dataset.batch_size={batch.batch_size}", f"optimization.update_freq=[{batch.update_freq}]",
             f"distributed_training.distributed_world_size={world}",
             # the composed config of each process (RANK from torchrun, SLURM_PROCID from srun)
-            f"hydra.run.dir='{save_dir}/hydra/rank${{oc.env:RANK,${{oc.env:SLURM_PROCID,0}}}}'"]
+            f"hydra.run.dir={hydra_value(save_dir + '/hydra/rank${oc.env:RANK,${oc.env:SLURM_PROCID,0}}')}"]
     args += PRECISION_OVERRIDES[devices.precision]
     if devices.cpu:
         args += ["common.cpu=true", "distributed_training.distributed_backend=gloo"]
@@ -91,7 +102,7 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
         args.append(f"dataset.num_workers={devices.data_workers}")
     if devices.launcher == "slurm" and "distributed_training.distributed_port" not in map(override_key, overrides):
         args.append(f"distributed_training.distributed_port={rendezvous_port(env['SLURM_JOB_ID'])}")
-    args += [o for o in overrides if override_key(o) != "dataset.batch_size"]
+    args += [o for o in absolute_path_overrides(overrides) if override_key(o) != "dataset.batch_size"]
     command = training_command(args, world, torchrun=devices.launcher == "torchrun")
     lines = [f"{config} ({config_name} {' '.join(groups)}) on {world} process(es) ({devices.launcher}, "
              f"{devices.precision}) into {save_dir}",
@@ -100,15 +111,58 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     return LaunchPlan(command, lines, cfg)
 
 
+# what rank 0's bookkeeping tells the other tasks when the run has nothing left to train (an exit
+# status no process has): every task then ends with 0 without starting fairseq
+ALREADY_FINISHED = -1
+
+
+def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
+        verbose: bool = False) -> int:
+    """Plan, lock SAVE_DIR for the whole run, repair torn or missing checkpoints, skip a finished run,
+    train (unless ``DRY_RUN=1``); the exit status (2: no intact checkpoint to resume from). Raises
+    LaunchError before anything is written, DirectoryLocked while another run writes SAVE_DIR,
+    Interrupted on Ctrl-C or SIGTERM (saying which checkpoint the same command resumes from).
+
+    Under ``LAUNCHER=slurm`` every task runs this; global rank 0 alone takes the lock and does the
+    bookkeeping (the repair, train.log, resources.json) while the others wait for it (launch/ranks.py).
+    Ranks other than 0 keep fairseq's output in SAVE_DIR/train.rankR.log."""
+    save_dir = os.path.abspath(save_dir)
+    console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
+    plan = plan_launch(config, data, save_dir, overrides, env)
+    rank = launch_rank(env)
+    os.makedirs(save_dir, exist_ok=True)
+    with contextlib.ExitStack() as held, \
+            interruptible(f"pretraining into {save_dir}", lambda: what_is_kept(save_dir)):
+        def bookkeeping() -> int:  # rank 0: a DirectoryLocked it raises stops the other tasks too (status 1)
+            held.enter_context(run_lock(save_dir, f"linformer-pretrain {config}", env))
+            return prepare_run(save_dir, plan, console, env.get("DRY_RUN") == "1")
+
+        status = RunBarrier(save_dir, rank).leader_first(bookkeeping)
+        if status == ALREADY_FINISHED:
+            return 0
+        if status != 0 and not rank.leader:
+            console.say(f"rank {rank.rank}: rank 0 stopped before training (exit status {status}); see its output",
+                        log=False)
+        if status != 0 or env.get("DRY_RUN") == "1":
+            return status
+        return train(plan, save_dir, console, rank, verbose)
+
+
 def prepare_run(save_dir: str, plan: LaunchPlan, console: RunConsole, dry_run: bool) -> int:
-    """The run's bookkeeping before training (global rank 0 only): repair torn checkpoints, write the
-    plan into train.log; 0, or 2 when there is no intact checkpoint to resume from."""
+    """The run's bookkeeping before training (global rank 0 only): repair torn checkpoints, skip a
+    finished run (ALREADY_FINISHED), write the plan into train.log; 0, or 2 when there is no intact
+    checkpoint to resume from."""
     try:
         for message in repair_run_checkpoints(save_dir, bool(plan.cfg.checkpoint.maximize_best_checkpoint_metric)):
             console.say(message)
     except CheckpointRepairError as error:
         console.say(one_line(error))
         return 2
+    done = finished(save_dir, plan.cfg.optimization.max_update, plan.cfg.optimization.max_epoch)
+    if done is not None:  # said on the console only: a finished run's files stay untouched
+        console.say(f"{save_dir} already finished ({done}); nothing to do (raise optimization.max_update to "
+                    "train further)", log=False)
+        return ALREADY_FINISHED
     for line in plan.lines:
         console.say(line)
     if not dry_run:
@@ -116,27 +170,14 @@ def prepare_run(save_dir: str, plan: LaunchPlan, console: RunConsole, dry_run: b
     return 0
 
 
-def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
-        verbose: bool = False) -> int:
-    """Plan, repair torn checkpoints, train (unless ``DRY_RUN=1``); the exit status (2: no intact
-    checkpoint to resume from). Raises LaunchError before anything is written.
-
-    Under ``LAUNCHER=slurm`` every task runs this; global rank 0 alone does the bookkeeping (the
-    repair, train.log, resources.json) while the others wait (launch/ranks.py). Ranks other than 0
-    keep fairseq's output in SAVE_DIR/train.rankR.log."""
-    save_dir = os.path.abspath(save_dir)
-    console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
-    plan = plan_launch(config, data, save_dir, overrides, env)
-    rank = launch_rank(env)
-    os.makedirs(save_dir, exist_ok=True)
+def train(plan: LaunchPlan, save_dir: str, console: RunConsole, rank: LaunchRank, verbose: bool) -> int:
+    """Run the training command; rank 0 then waits for the other tasks and records resources.json.
+    The exit status of the training command."""
     barrier = RunBarrier(save_dir, rank)
-    dry_run = env.get("DRY_RUN") == "1"
-    status = barrier.leader_first(lambda: prepare_run(save_dir, plan, console, dry_run))
-    if status != 0 or dry_run:
-        return status
     log_path = console.log_path if rank.leader else os.path.join(save_dir, f"train.rank{rank.rank}.log")
     progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank.leader)
     resources = {}
+    start = log_size(log_path)
     status = run_logged(plan.command, log_path, progress=progress, echo=verbose, resources=resources)
     if rank.leader:
         late = barrier.wait_for_end() if status == 0 else []  # a failed run's other ranks fail or are killed
@@ -147,6 +188,10 @@ def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mappin
     else:
         barrier.arrive_at_end()
     if status != 0:
+        reported = reported_error(log_path, start)
+        if reported is not None:  # the plugin's one line for a user's error: it says it all
+            console.say(f"error: {reported} (the whole log: {log_path})", log=rank.leader)
+            return status
         print(tail(log_path), file=sys.stderr)
         console.say(f"training failed (exit status {status}); the whole log: {log_path}", log=rank.leader)
         return status

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-_RECORD = re.compile(r"\| (train_inner|train|valid) \| (\{.*\})\s*$")
+_RECORD = re.compile(r"\| (train_inner|train|valid\w*) \| (\{.*\})\s*$")  # valid_mask_only too
 
 
 def parse_record(line: str):
@@ -32,7 +32,7 @@ def parse_record(line: str):
 
 
 def records(log_path: str, kind: str) -> List[dict]:
-    """Every record of ``kind`` (train_inner, train, valid) in a fairseq log, in order."""
+    """Every record of ``kind`` (train_inner, train, valid or another validation subset) in a fairseq log, in order."""
     found = []
     with open(log_path, errors="replace") as log:
         for line in log:
@@ -67,6 +67,9 @@ class Progress:
         elif kind == "valid":
             self.latest["valid_ppl"] = record.get("valid_ppl", "?")
             self._advance(record.get("valid_num_updates"))
+        elif kind == "valid_mask_only":  # the perplexity at <mask>, beside its floor
+            self.latest["mask_ppl"] = (f"{record.get('valid_mask_only_ppl', '?')} (unigram floor "
+                                       f"{record.get('valid_mask_only_unigram_floor_ppl', '?')})")
         self.bar.set_postfix(self.latest, refresh=False)
 
     def _advance(self, updates) -> None:
@@ -113,6 +116,25 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
         resources.update(peak_rss_kb=usage.ru_maxrss, seconds=time.monotonic() - started,
                          cpu_seconds=usage.ru_utime + usage.ru_stime)
     return status
+
+
+def log_size(log_path: str) -> int:
+    """Where the next command's output starts in ``log_path`` (logs are appended to)."""
+    return os.path.getsize(log_path) if os.path.exists(log_path) else 0
+
+
+def reported_error(log_path: str, start: int = 0) -> Optional[str]:
+    """The message of the last ``error: MESSAGE`` line written to ``log_path`` after byte ``start``: how
+    the plugin reports a user's error in a training process (``errors.one_line``); None when there
+    is none (a crash, whose traceback is in the log)."""
+    try:
+        with open(log_path, errors="replace") as log:
+            log.seek(start)
+            lines = log.read().splitlines()
+    except OSError:
+        return None
+    found = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    return found[-1] if found else None
 
 
 def tail(log_path: str, lines: int = 15) -> str:

@@ -10,11 +10,12 @@ import subprocess
 import sys
 
 from ..errors import LinformerError, print_error
-from ..paths import REPOSITORY
+from ..paths import SAMPLE_DATA
 from .stages import Stages
 
 NEEDED_BYTES = 1 << 30  # free disk space: every stage needs well under 1 GiB
-EXAMPLE = "a gripping , funny and moving film"  # the sentence the exported model classifies
+# the sentences the exported model classifies at the end (the README quotes them); neither is in the sample
+EXAMPLES = ("a gripping , funny and moving film", "a dull , lifeless and often tedious film")
 
 
 def tool(module: str, *args) -> list:
@@ -25,7 +26,7 @@ def tool(module: str, *args) -> list:
 def run(out: str, fast: bool = False, clean: bool = False) -> int:
     """Run (or resume) the pipeline into ``out``; the exit status."""
     pretrain_updates = int(os.environ.get("PRETRAIN_UPDATES") or (20 if fast else 300))
-    finetune_updates = int(os.environ.get("FINETUNE_UPDATES") or (6 if fast else 120))
+    finetune_updates = int(os.environ.get("FINETUNE_UPDATES") or (6 if fast else 150))
     if clean and os.path.exists(out):
         print(f"--clean: removing {out}")
         shutil.rmtree(out)
@@ -44,7 +45,7 @@ def run(out: str, fast: bool = False, clean: bool = False) -> int:
     pretrain_overrides = [f"optimization.max_update={pretrain_updates}",
                           f"checkpoint.save_interval_updates={max(pretrain_updates // 2, 1)}",
                           f"dataset.validate_interval_updates={every['pretrain']}"]
-    run_dir = os.path.join(out, "runs", "linformer_small", "sst2", "seed1_lr1e-04")
+    run_dir = os.path.join(out, "runs", "linformer_small", "sst2", "seed1_lr1e-03")
     try:
         stages.run("corpus", "a real-text corpus from Python's bundled documentation, SentencePiece, binarized", [
             tool("linformer_data_prep.sample_corpus", "--out", os.path.join(out, "corpus_text")),
@@ -59,15 +60,16 @@ def run(out: str, fast: bool = False, clean: bool = False) -> int:
                        updates=pretrain_updates)
         stages.run("finetune_data", "the SST-2-format sample (sample_data/SST-2) encoded with the corpus's SentencePiece", [
             tool("linformer_data_prep.finetune_data", "--task", "sst2", "--source",
-                 os.path.join(REPOSITORY, "sample_data", "SST-2"), "--tokenizer-dir", os.path.join(out, "corpus"),
+                 os.path.join(SAMPLE_DATA, "SST-2"), "--tokenizer-dir", os.path.join(out, "corpus"),
                  "--out", os.path.join(out, "sst2"), "--max-positions", 128)])
-        stages.env.update(CONFIG="tiny", DATA_DIR=os.path.join(out, "sst2"), RUN_DIR=run_dir)
+        stages.env.update(CONFIG="quick", DATA_DIR=os.path.join(out, "sst2"), RUN_DIR=run_dir)
         stages.run("finetune", f"fine-tuning the pretrained Linformer on the sample, {finetune_updates} updates, "
                    "then evaluation", [
                        tool("linformer_fairseq.cli.finetune", "--verbose", "sst2",
                             os.path.join(out, "pretrain", "linformer", "checkpoint_last.pt"),
                             f"optimization.max_update={finetune_updates}",
                             f"checkpoint.save_interval_updates={max(finetune_updates // 3, 1)}",
+                            f"lr_scheduler.warmup_updates={max(finetune_updates // 10, 1)}",
                             f"dataset.validate_interval_updates={every['finetune']}")],
                    updates=finetune_updates)
         hf_model = os.path.join(out, "hf_model")
@@ -92,13 +94,15 @@ Where to look:
   logs of each stage:                                      {out}/logs/
   TensorBoard:  tensorboard --logdir {out}
 """)
-    predicted = subprocess.run(tool("linformer_fairseq.cli.hf_predict", hf_model, EXAMPLE), capture_output=True, text=True)
-    if predicted.returncode == 0:
-        print(f"transformers, AutoModelForSequenceClassification.from_pretrained('{hf_model}', trust_remote_code=True) "
-              f"on {EXAMPLE!r}: {predicted.stdout.strip()}\n")
-    else:
-        print(f"the transformers prediction failed:\n{predicted.stdout}{predicted.stderr}", file=sys.stderr)
-        return 1
+    print(f"transformers, AutoModelForSequenceClassification.from_pretrained('{hf_model}', trust_remote_code=True):")
+    for example in EXAMPLES:
+        predicted = subprocess.run(tool("linformer_fairseq.cli.hf_predict", hf_model, example), capture_output=True,
+                                   text=True)
+        if predicted.returncode != 0:
+            print(f"the transformers prediction failed:\n{predicted.stdout}{predicted.stderr}", file=sys.stderr)
+            return 1
+        print(f"  {example!r}: {predicted.stdout.strip()}")
+    print()
     with open(os.path.join(results, "pretraining.md")) as table:
         print(table.read())
     return 0

@@ -131,3 +131,14 @@ def resolve_compressed_dims(args: argparse.Namespace) -> list[int]:
         if not 1 <= k <= n:
             raise OptionError(f"{flag}: k = {k} is not allowed; k must be between 1 and --max-positions {n}")
     return dims
+
+
+def check_sample_fits(tokens_per_sample, max_positions) -> None:
+    """A training sample (``--tokens-per-sample``) must fit the model (``--max-positions``): fairseq
+    would skip every longer one and stop with "The dataset is empty", naming neither flag."""
+    if isinstance(tokens_per_sample, int) and isinstance(max_positions, int) and tokens_per_sample > max_positions:
+        raise OptionError(
+            f"--tokens-per-sample (task.tokens_per_sample) {tokens_per_sample} exceeds the model's --max-positions "
+            f"(model.max_positions) {max_positions}: a sample of up to {tokens_per_sample} tokens (<s> and </s> "
+            f"included) must fit the position embeddings and Linformer's projections; lower "
+            f"--tokens-per-sample to {max_positions} or raise --max-positions to {tokens_per_sample}")

@@ -27,6 +27,7 @@ from ..errors import EmptyText, LinformerError
 from ..modules.encoder import LinformerTransformerEncoder
 from .linformer_options import (
     add_linformer_args,
+    check_sample_fits,
     resolve_compressed_dims,
     set_linformer_defaults,
 )
@@ -37,7 +38,10 @@ logger = logging.getLogger(__name__)
 
 def find_tokenizer(model_name_or_path, data_name_or_path):
     """(bpe, its fairseq options, the places looked at) for ``from_pretrained(bpe="auto")``."""
-    data = os.path.abspath(os.path.join(str(model_name_or_path), str(data_name_or_path)))
+    # where fairseq's from_pretrained reads the data: relative to the model's directory when the path
+    # starts with ".", else as given (relative to the working directory)
+    data = str(data_name_or_path)
+    data = os.path.abspath(os.path.join(str(model_name_or_path), data) if data.startswith(".") else data)
     searched = []
     # data prep writes OUT/spm.model beside OUT/data-bin/shard0: up to two levels above the data
     for directory in (model_name_or_path, data, os.path.dirname(data), os.path.dirname(os.path.dirname(data))):
@@ -140,6 +144,8 @@ class LinformerModel(RobertaModel):
             if not safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()
             args.max_positions = args.tokens_per_sample
+        # fairseq's masked_lm task would skip every longer sample and stop with "The dataset is empty"
+        check_sample_fits(getattr(getattr(task, "cfg", None), "tokens_per_sample", None), args.max_positions)
         encoder = LinformerEncoder(args, task.source_dictionary)
         if OmegaConf.is_config(args):
             OmegaConf.set_struct(args, True)

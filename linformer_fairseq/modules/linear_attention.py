@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .multihead_projections import MultiheadProjections, merge_heads, split_heads
+from .attention_base import MultiheadAttentionBase, merge_heads, split_heads
 from .projections import PaddingPacker, build_key_value_compression, pack_padding
 
 
-class MultiheadLinearAttention(MultiheadProjections):
+class MultiheadLinearAttention(MultiheadAttentionBase):
     def __init__(
         self,
         embed_dim: int,

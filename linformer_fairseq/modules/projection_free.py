@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .multihead_projections import MultiheadProjections, merge_heads, split_heads
+from .attention_base import MultiheadAttentionBase, merge_heads, split_heads
 
 
-class ProjectionFreeAttention(MultiheadProjections):
+class ProjectionFreeAttention(MultiheadAttentionBase):
     def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None,
                 key_padding_mask: Tensor | None = None, need_weights: bool = False,
                 attn_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

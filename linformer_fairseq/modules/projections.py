@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .multihead_projections import split_heads
+from .attention_base import split_heads
 
 # --------------------------------------------------------------------------------------------
 # Padding: real tokens first

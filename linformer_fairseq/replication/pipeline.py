@@ -32,22 +32,26 @@ def run(preset_name: str, out: str, list_only: bool = False, resume: str = "") -
         env["CPU"] = "1"
     total = 1 + len(runs) + 2
     stages = Stages(out, total=total, resume=resume, env=env)
-    standard = f"roberta_n{preset['k_sweep']['n']}"
+    report = [sys.executable, "-m", "linformer_fairseq.cli.replication_report", out]
+    first_seed = min(run.seed for run in runs)
+    standard = f"roberta_n{preset['k_sweep']['n']}_s{first_seed}"
     try:
         stages.run("corpus", f"{preset['corpus']['source']} -> SentencePiece {preset['corpus']['vocab_size']}, binarized",
                    corpus_commands(preset["corpus"], out))
-        stages.run_parallel([Stage(run.name, f"{run.row}, {preset['max_update']} updates ({', '.join(run.sweeps)})",
-                                   [pretrain_command(run, preset, data, out)], preset["max_update"]) for run in runs],
+        # each run rewrites the report when it finishes: a finished run's numbers are written on their own
+        stages.run_parallel([Stage(run.name, f"{run.row}, seed {run.seed}, {preset['max_update']} updates "
+                                   f"({', '.join(run.sweeps)})", [pretrain_command(run, preset, data, out), report],
+                                   preset["max_update"]) for run in runs],
                             workers=preset["parallel_runs"])
-        # Figure 1 for every standard-attention run (k sweep's first): results/spectrum/RUN/
-        standards = sorted((run.name for run in runs if run.attention == "roberta"), key=lambda name: name != standard)
+        # Figure 1 for every standard-attention run of the first seed (k sweep's first): results/spectrum/RUN/
+        standards = sorted((run.name for run in runs if run.attention == "roberta" and run.seed == first_seed),
+                           key=lambda name: name != standard)
         stages.run("spectrum", f"Figure 1: attention spectra of {', '.join(standards)}", [
             [sys.executable, "-m", "linformer_fairseq.cli.attention_spectrum",
              os.path.join(out, "runs", name, "checkpoint_last.pt"), data, "--out", os.path.join(out, "results", "spectrum", name),
              "--sentences", str(preset["spectrum"]["sentences"])]  # T: the longest length that many blocks reach
             + (["--cpu"] if preset["device"] == "cpu" else []) for name in standards])
-        stages.run("report", "tables and figures", [
-            [sys.executable, "-m", "linformer_fairseq.cli.replication_report", out]], always=True)
+        stages.run("report", "tables and figures", [report], always=True)
     except LinformerError as failure:
         print_error(failure)
         return 1

@@ -1,15 +1,17 @@
 """Side by side: masked-LM pretraining runs (e.g. Linformer against the same-size RoBERTa).
 
 For each run (a ``scripts/pretrain.sh`` SAVE_DIR: checkpoint_last.pt and TensorBoard logs in tb/),
-writes one row of DIR/pretraining.md and DIR/pretraining.csv: model, n, k, parameters, updates,
-final validation loss, perplexity and masked-token accuracy, and training words/s (the median
-of fairseq's per-interval ``wps`` after the first interval, which includes start-up). Also draws
-DIR/pretraining_curves.png: training loss, validation loss and validation perplexity against
-updates, a line per run.
+writes one row of DIR/pretraining.md and DIR/pretraining.csv: model, n, k, parameters, updates, the
+final [MASK] perplexity (``valid_mask_only``) beside the unigram floor, fairseq's usual validation
+perplexity beside the copy floor, whether the run uses its context, masked-token accuracy and
+training words/s (the median of fairseq's per-interval ``wps`` after the first interval, which
+includes start-up). Also draws DIR/pretraining_curves.png: training loss, [MASK] perplexity with the
+unigram floor, and the usual validation perplexity with the copy floor against updates, a line per run.
 """
 
 import csv
 import io
+import math
 import os
 import statistics
 
@@ -18,19 +20,23 @@ from ..errors import LinformerError
 from ..results.curves import read_curves
 from .plots import plot_pretraining_curves
 
-COLUMNS = ["model", "arch", "n", "k", "parameters", "updates", "valid_loss", "valid_ppl", "valid_accuracy", "words_per_s"]
+COLUMNS = ["model", "arch", "n", "k", "parameters", "updates", "mask_ppl", "unigram_floor_ppl", "mask_ratio_to_unigram",
+           "valid_ppl", "copy_floor_ppl", "valid_ratio_to_copy", "valid_accuracy", "words_per_s", "uses_context"]
+FLOORS_NOTE = ("[MASK] ppl: the `valid_mask_only` validation (every selected token `<mask>`, fixed positions); valid ppl: "
+               "fairseq's usual 80/10/10 metric (the paper's). Floors, computed from the data on the same positions: "
+               "unigram = training-set token frequencies; copy = the best context-free predictor that also sees the "
+               "visible token (docs/replication.md, \"Floors\"). A run uses its context when it is below both.")
 
 
 def describe(save_dir):
     """Model facts from the run's last checkpoint (the plugin makes it loadable)."""
-    import torch
-
     from .. import plugin  # noqa: F401  (registers the model; safe loading on torch >= 2.6)
+    from ..checkpoints import storage
 
     path = os.path.join(save_dir, "checkpoint_last.pt")
     if not os.path.isfile(path):
         raise LinformerError(f"{path} does not exist: is {save_dir} a finished pretraining run?")
-    state = torch.load(path, map_location="cpu")
+    state = storage.read(path)  # checked like every load: truncated, corrupt or unsafe files in one line
     model = state["cfg"]["model"] if state.get("cfg") else vars(state["args"])
     model = model if isinstance(model, dict) else vars(model)
     params = {}
@@ -56,30 +62,55 @@ def last(points):
     return points[-1][1] if points else float("nan")
 
 
+def context_use(mask_ppl: float, unigram_floor: float, valid_ppl: float, copy_floor: float) -> str:
+    """Whether a run uses its context, read against the two floors (criterions/context_free_floors)."""
+    if math.isnan(mask_ppl) or math.isnan(unigram_floor):
+        return "not measured (no valid_mask_only validation)"
+    below_unigram, below_copy = mask_ppl < unigram_floor, valid_ppl < copy_floor
+    if below_unigram and below_copy:
+        return "yes: below both floors"
+    if below_unigram:
+        return "partly: [MASK] below the unigram floor, usual ppl above the copy floor"
+    if below_copy:
+        return "no: copies visible tokens only ([MASK] above the unigram floor)"
+    return "no: above both floors"
+
+
 def summarize(save_dir, label):
+    """(one row of the run's final numbers, its curves {name: [(update, value)]})."""
     facts = describe(save_dir)
-    valid = read_curves(save_dir, "valid", ("loss", "ppl", "accuracy"))
-    train = read_curves(save_dir, "train_inner", ("loss", "wps"))
+    valid = read_curves(save_dir, "valid", ("loss", "ppl", "accuracy", "copy_floor_ppl"))
+    mask_only = read_curves(save_dir, "valid_mask_only", ("ppl", "accuracy", "unigram_floor_ppl"))
+    train = read_curves(save_dir, "train_inner", ("loss", "wps", "wall"))
     wps = [v for _, v in train.get("wps", [])][1:] or [v for _, v in train.get("wps", [])]
     row = {
         "model": label or ("Linformer" if facts["linformer"] else "RoBERTa"),
         "arch": facts["arch"], "n": facts["n"], "k": facts["k"], "parameters": facts["parameters"],
         "updates": facts["updates"],
-        "valid_loss": last(valid.get("loss", [])), "valid_ppl": last(valid.get("ppl", [])),
-        "valid_accuracy": last(valid.get("accuracy", [])),
+        "mask_ppl": last(mask_only.get("ppl", [])), "unigram_floor_ppl": last(mask_only.get("unigram_floor_ppl", [])),
+        "valid_ppl": last(valid.get("ppl", [])), "copy_floor_ppl": last(valid.get("copy_floor_ppl", [])),
+        "valid_loss": last(valid.get("loss", [])), "valid_accuracy": last(valid.get("accuracy", [])),
+        "mask_accuracy": last(mask_only.get("accuracy", [])),
         "words_per_s": statistics.median(wps) if wps else float("nan"),
     }
-    return row, {"train loss": train.get("loss", []), "valid loss": valid.get("loss", []), "valid perplexity": valid.get("ppl", [])}
+    row["mask_ratio_to_unigram"] = row["mask_ppl"] / row["unigram_floor_ppl"]
+    row["valid_ratio_to_copy"] = row["valid_ppl"] / row["copy_floor_ppl"]
+    row["uses_context"] = context_use(row["mask_ppl"], row["unigram_floor_ppl"], row["valid_ppl"], row["copy_floor_ppl"])
+    return row, {"train loss": train.get("loss", []), "[MASK] perplexity": mask_only.get("ppl", []),
+                 "valid perplexity": valid.get("ppl", []), "unigram floor": mask_only.get("unigram_floor_ppl", []),
+                 "copy floor": valid.get("copy_floor_ppl", []), "wall": train.get("wall", [])}
 
 
 def markdown(rows):
-    fmt = {"valid_loss": "{:.3f}", "valid_ppl": "{:.2f}", "valid_accuracy": "{:.1f}", "words_per_s": "{:,.0f}",
-           "parameters": "{:,}"}
-    head = ["model", "arch", "n", "k", "parameters", "updates", "valid loss (bits)", "valid ppl",
-            "masked-token acc. %", "words/s"]
+    fmt = {"mask_ppl": "{:,.1f}", "unigram_floor_ppl": "{:,.1f}", "mask_ratio_to_unigram": "{:.3f}",
+           "valid_ppl": "{:,.1f}", "copy_floor_ppl": "{:,.1f}", "valid_ratio_to_copy": "{:.3f}",
+           "valid_accuracy": "{:.1f}", "words_per_s": "{:,.0f}", "parameters": "{:,}"}
+    head = ["model", "arch", "n", "k", "parameters", "updates", "[MASK] ppl", "unigram floor", "÷ floor",
+            "valid ppl (80/10/10)", "copy floor", "÷ floor", "masked acc. %", "words/s", "uses its context"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         lines.append("| " + " | ".join(fmt.get(c, "{}").format(row[c]) for c in COLUMNS) + " |")
+    lines += ["", FLOORS_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +127,7 @@ def compare(specs, out: str) -> str:
     table = markdown(rows)
     atomic_write_text(os.path.join(out, "pretraining.md"), table)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(os.path.join(out, "pretraining.csv"), buffer.getvalue())

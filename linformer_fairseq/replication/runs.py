@@ -24,6 +24,7 @@ class Run:
     n: int
     k: Optional[int]
     sweeps: List[str]  # k_sweep, n_sweep
+    seed: int = 1  # the training seed (model initialisation, data order, masking); validation masks are fixed
 
 
 def load_preset(name: str) -> dict:
@@ -35,21 +36,24 @@ def load_preset(name: str) -> dict:
 
 
 def plan_runs(preset: dict) -> List[Run]:
-    """Every pretraining run of the two sweeps, each once (the sweeps share runs)."""
+    """Every pretraining run of the two sweeps, each once (the sweeps share runs), for each of the sweep's
+    seeds (``seeds``, default [1]), in the order they are run: the k sweep (every seed), then the n sweep."""
     size, runs = preset["size"], {}
 
-    def add(attention, n, k, sweep):
-        name = f"linformer_n{n}_k{k}" if attention == "linformer" else f"roberta_n{n}"
+    def add(attention, n, k, sweep, seed):
+        name = f"linformer_n{n}_k{k}_s{seed}" if attention == "linformer" else f"roberta_n{n}_s{seed}"
         row = f"{size}_n{n}_k{k}" if attention == "linformer" else f"roberta_{size}_n{n}"
-        runs.setdefault(name, Run(name, row, attention, n, k, [])).sweeps.append(sweep)
+        runs.setdefault(name, Run(name, row, attention, n, k, [], seed)).sweeps.append(sweep)
 
     k_sweep, n_sweep = preset["k_sweep"], preset["n_sweep"]
-    for k in k_sweep["ks"]:
-        add("linformer", k_sweep["n"], k, "k_sweep")
-    add("roberta", k_sweep["n"], None, "k_sweep")
-    for n in n_sweep["ns"]:
-        add("linformer", n, n_sweep["k"], "n_sweep")
-        add("roberta", n, None, "n_sweep")
+    for seed in k_sweep.get("seeds", [1]):  # Figure 3 (a, b) first: every seed of it before the n sweep
+        add("roberta", k_sweep["n"], None, "k_sweep", seed)
+        for k in k_sweep["ks"]:
+            add("linformer", k_sweep["n"], k, "k_sweep", seed)
+    for seed in n_sweep.get("seeds", [1]):
+        for n in n_sweep["ns"]:
+            add("roberta", n, None, "n_sweep", seed)
+            add("linformer", n, n_sweep["k"], "n_sweep", seed)
     return list(runs.values())
 
 
@@ -60,7 +64,8 @@ def pretrain_command(run: Run, preset: dict, data: str, out: str) -> List[str]:
                  f"dataset.validate_interval_updates={preset['validate_interval_updates']}",
                  f"checkpoint.save_interval_updates={preset['validate_interval_updates']}",
                  f"common.log_interval={preset['log_interval']}",
-                 "checkpoint.no_epoch_checkpoints=true"]
+                 "checkpoint.no_epoch_checkpoints=true", f"common.seed={run.seed}",
+                 *preset.get("overrides", [])]
     # a value the config groups have no file for is given directly
     if f"n{run.n}" not in options("length"):
         overrides.append(f"task.tokens_per_sample={run.n}")

@@ -1,9 +1,11 @@
-"""Figure 1 of the Linformer paper for any checkpoint: the spectrum of its attention matrices.
+"""Figure 1 of the Linformer paper for any model: the spectrum of its attention matrices.
 
-CHECKPOINT is a fairseq RoBERTa (``roberta_*`` architectures, fairseq's standard attention) or a
-Linformer checkpoint of this plugin; DATA is a binarized masked-LM data directory (e.g.
-``OUT/data-bin/shard0`` of linformer-prepare-corpus), a colon-joined list of them, or a file holding
-that list (``OUT/data-bin/DATA_PATH``). The model and task are loaded with fairseq's
+The model is a fairseq checkpoint (this module) or a Hugging Face transformers encoder
+(:mod:`.hf_attention`); :func:`model_kind` tells them apart. A fairseq CHECKPOINT (``.pt``) is a
+RoBERTa (``roberta_*`` architectures, fairseq's standard attention) or a Linformer checkpoint of this
+plugin; DATA is a binarized masked-LM data directory (e.g. ``OUT/data-bin/shard0`` of
+linformer-prepare-corpus), a colon-joined list of them, or a file holding that list
+(``OUT/data-bin/DATA_PATH``). The model and task are loaded with fairseq's
 ``load_model_ensemble_and_task`` (data pointed at DATA); the sentences are the split's blocks exactly
 as the masked_lm task builds them (``<s>`` + up to tokens_per_sample - 1 tokens, by the checkpoint's
 ``--sample-break-mode``), without masking.
@@ -13,7 +15,7 @@ with ``need_weights=True, need_head_weights=True`` and keeps the attention proba
 head: T x T for standard attention, T x k' for Linformer (attention over the k' projected
 positions). For each P the singular values s_1 >= s_2 >= ... (float64) give the normalized cumulative
 curve c_i = (s_1 + ... + s_i) / (s_1 + ... + s_m) (:func:`cumulative_spectrum`); the curves are
-averaged over heads and sentences per layer, and over layers for the "average" curve.
+averaged over sentences per head, over heads per layer, and over layers for the "average" curve.
 
 Sentences of one length: all sentences are cut to a common length T, so every curve has the same
 index grid. T is ``--max-length`` or, by default, the longest length that ``--sentences`` blocks of
@@ -21,11 +23,17 @@ the split reach (the ``--sentences``-th largest block length); the first ``--sen
 the split's order) at least T long are used, each cut to its first T tokens. The paper's Figure 1
 uses n = T = 512.
 
-Writes ``DIR/spectrum.csv`` (layer, index, cumulative; layer "average" for the mean of the layers;
-index i counts the i largest singular values, from 1), ``DIR/spectrum.png`` (a curve per layer and
-the average, as the paper's Figure 1 left), ``DIR/spectrum.json`` (settings and, per layer and per
-head, the rank at 90%: the smallest i with c_i >= 0.9, :func:`rank_at`), and prints per layer how
-many of the largest singular values hold 90% of the spectrum.
+Writes (:func:`write_outputs`, each file atomically):
+
+- ``spectrum.csv``: layer, index, cumulative (layer "average" for the mean of the layers; index i
+  counts the i largest singular values, from 1);
+- ``spectrum_at_128.csv``: layer, head, value: each head's curve (averaged over sentences) at index
+  128, the paper's Figure 1 right; when a matrix has fewer than 128 singular values (T or k' < 128)
+  the value at its last index, which is 1 (the index used is ``at_index`` in the JSON);
+- ``spectrum.json``: the settings and, per layer and per head, the rank at 90% (the smallest i with
+  c_i >= 0.9, :func:`rank_at`) and the value at index 128;
+- ``spectrum.png``: the paper's two panels (a curve per layer and their average; the heat map of
+  layer x head at index 128).
 """
 
 import csv
@@ -36,7 +44,6 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from fairseq.modules import MultiheadAttention
 from torch import Tensor
 
 from ..atomic_files import atomic_open, atomic_write_json
@@ -46,6 +53,7 @@ from .plots import plot_spectrum
 logger = logging.getLogger("linformer_fairseq.replication.spectrum")
 
 FRACTION = 0.9  # the "rank at 90%" of the summary and the JSON
+AT_INDEX = 128  # the paper's Figure 1 (right): the cumulative spectrum at index 128 per layer and head
 _SELF_ATTENTION = re.compile(r"(?:^|\.)layers\.(\d+)\.self_attn$")
 
 
@@ -79,6 +87,37 @@ def rank_at(curve, fraction: float = FRACTION) -> int:
     return int(reached[0, 0]) + 1
 
 
+def at_index(curves: Tensor, index: int = AT_INDEX) -> Tuple[Tensor, int]:
+    """(values, i): the curves (..., m) at index i = min(index, m), counting from 1; a curve shorter than
+    ``index`` is read at its last index, where it is 1."""
+    used = min(index, int(curves.size(-1)))
+    return curves[..., used - 1], used
+
+
+# -- which kind of model ------------------------------------------------------------------------
+
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # a hub id: NAME or OWNER/NAME
+
+
+def model_kind(model: str) -> str:
+    """"fairseq" for a checkpoint file (.pt); "transformers" for a directory with config.json or a
+    string that is no path here and reads as a model id of the Hugging Face hub."""
+    if os.path.isfile(model):
+        if model.endswith(".pt"):
+            return "fairseq"
+        raise SpectrumError(f"MODEL {model}: a file that is not a fairseq checkpoint (.pt); expected a .pt checkpoint, "
+                            "a transformers model directory (with config.json) or a Hugging Face model id")
+    if os.path.isdir(model):
+        if os.path.isfile(os.path.join(model, "config.json")):
+            return "transformers"
+        raise SpectrumError(f"MODEL {model}: a directory without config.json; expected a transformers model directory "
+                            "(config.json, weights, tokenizer), a fairseq checkpoint (.pt) or a Hugging Face model id")
+    if model.endswith(".pt") or not _MODEL_ID.match(model):
+        raise SpectrumError(f"MODEL {model} does not exist (expected a fairseq checkpoint .pt, a transformers model "
+                            "directory with config.json, or a Hugging Face model id such as OWNER/NAME)")
+    return "transformers"
+
+
 # -- the attention matrices of a model ----------------------------------------------------------
 
 
@@ -90,6 +129,9 @@ class AttentionCapture:
     """
 
     def __init__(self, model: torch.nn.Module):
+        from fairseq.modules import MultiheadAttention
+
+        self._fairseq_attention = MultiheadAttention
         found = []
         for name, module in model.named_modules():
             match = _SELF_ATTENTION.search(name)
@@ -108,7 +150,7 @@ class AttentionCapture:
                 return None
             self._rerunning = True
             options = {**kwargs, "need_weights": True, "need_head_weights": True}
-            if isinstance(module, MultiheadAttention):
+            if isinstance(module, self._fairseq_attention):
                 # fairseq's attention takes PyTorch's fused path, which ignores need_head_weights and
                 # returns the mean over heads, unless static_kv is set; without an incremental
                 # (decoding) state static_kv changes nothing else
@@ -216,9 +258,63 @@ def choose_sentences(sizes: Sequence[int], count: int, max_length: Optional[int]
 # -- the whole measurement ----------------------------------------------------------------------
 
 
+class LayerSpectra:
+    """The sums over sentences of every head's curve, per layer; :meth:`result` averages them."""
+
+    def __init__(self):
+        self.sums: Dict[int, Tensor] = {}
+        self.columns: Dict[int, int] = {}
+        self.sentences = 0
+
+    def add(self, spectra: Dict[int, Tuple[Tensor, int]]) -> None:
+        """One sentence's {layer: ((H, m) curves, S)}, as :func:`sentence_spectra` gives them."""
+        for layer, (curves, width) in spectra.items():
+            curves = curves.cpu()
+            self.sums[layer] = curves if layer not in self.sums else self.sums[layer] + curves
+            self.columns[layer] = width
+        self.sentences += 1
+
+    def result(self, length: int, **settings) -> dict:
+        """``settings``, then the averages: the content of spectrum.json plus "curves" {layer: [c_1, ...]}."""
+        per_head = {layer: total / self.sentences for layer, total in sorted(self.sums.items())}  # (H, m)
+        layer_curves = {layer: curves.mean(dim=0) for layer, curves in per_head.items()}
+        widest = max(len(curve) for curve in layer_curves.values())
+        # a shorter curve (a layer with a smaller k') has only zeros beyond its end: it stays at 1 there
+        padded = [torch.cat([curve, curve.new_ones(widest - len(curve))]) for curve in layer_curves.values()]
+        average = torch.stack(padded).mean(dim=0)
+        heads = sorted({int(curves.size(0)) for curves in per_head.values()})
+        layers = []
+        for layer, curve in layer_curves.items():
+            head_values, used = at_index(per_head[layer])
+            layers.append({
+                "layer": layer,
+                "matrix_shape": [length, self.columns[layer]],
+                "singular_values": int(curve.numel()),
+                "rank_at_90": rank_at(curve, FRACTION),
+                "head_rank_at_90": [rank_at(head, FRACTION) for head in per_head[layer]],
+                "at_index": used,
+                "at_128": float(at_index(curve)[0]),
+                "head_at_128": [float(value) for value in head_values],
+            })
+        return {
+            **settings,
+            "sentences": self.sentences,
+            "length": length,
+            "heads": heads[0] if len(heads) == 1 else heads,
+            "attention": "standard (P is T x T)" if all(width == length for width in self.columns.values())
+            else "projected (P is T x k')",
+            "fraction": FRACTION,
+            "at_index": AT_INDEX,
+            "layers": layers,
+            "average_rank_at_90": rank_at(average, FRACTION),
+            "curves": {**{str(layer): curve.tolist() for layer, curve in layer_curves.items()}, "average": average.tolist()},
+        }
+
+
 def attention_spectrum(checkpoint: str, data: str, split: str = "valid", sentences: int = 64,
                        max_length: Optional[int] = None, cpu: bool = False, progress: bool = True) -> dict:
-    """Measure the spectra; returns the content of spectrum.json plus "curves" {layer: [c_1, ...]}."""
+    """Measure the spectra of a fairseq checkpoint; returns the content of spectrum.json plus "curves"
+    {layer: [c_1, ...]}."""
     from tqdm import tqdm
 
     data_path = resolve_data(data)
@@ -229,68 +325,42 @@ def attention_spectrum(checkpoint: str, data: str, split: str = "valid", sentenc
     blocks = masked_lm_blocks(task, split)
     length, indices = choose_sentences(blocks.sizes, sentences, max_length)
     logger.info("%s: %d blocks; using %d of them, cut to %d tokens", split, len(blocks), len(indices), length)
-    sums: Dict[int, Tensor] = {}
-    columns: Dict[int, int] = {}
+    spectra = LayerSpectra()
     started = time.monotonic()
     for index in tqdm(indices, desc="attention spectra", unit="sentence", disable=None if progress else True, leave=False):
-        tokens = blocks[index][:length].to(device)
-        for layer, (curves, width) in sentence_spectra(model, tokens).items():
-            sums[layer] = curves if layer not in sums else sums[layer] + curves
-            columns[layer] = width
-    per_head = {layer: (total / len(indices)).cpu() for layer, total in sorted(sums.items())}  # (H, m)
-    layer_curves = {layer: curves.mean(dim=0) for layer, curves in per_head.items()}
-    widest = max(len(curve) for curve in layer_curves.values())
-    # a shorter curve (a layer with a smaller k') has only zeros beyond its end: it stays at 1 there
-    padded = [torch.cat([curve, curve.new_ones(widest - len(curve))]) for curve in layer_curves.values()]
-    average = torch.stack(padded).mean(dim=0)
-    heads = {int(curves.size(0)) for curves in per_head.values()}
-    return {
-        "checkpoint": os.path.abspath(checkpoint),
-        "arch": arch,
-        "data": data_path,
-        "split": split,
-        "sentences": len(indices),
-        "length": length,
-        "heads": sorted(heads)[0] if len(heads) == 1 else sorted(heads),
-        "attention": "standard (P is T x T)" if all(width == length for width in columns.values()) else "projected (P is T x k')",
-        "fraction": FRACTION,
-        "layers": [
-            {
-                "layer": layer,
-                "matrix_shape": [length, columns[layer]],
-                "singular_values": int(curve.numel()),
-                "rank_at_90": rank_at(curve, FRACTION),
-                "head_rank_at_90": [rank_at(head, FRACTION) for head in per_head[layer]],
-            }
-            for layer, curve in layer_curves.items()
-        ],
-        "average_rank_at_90": rank_at(average, FRACTION),
-        "seconds": round(time.monotonic() - started, 1),
-        "curves": {**{str(layer): curve.tolist() for layer, curve in layer_curves.items()}, "average": average.tolist()},
-    }
+        spectra.add(sentence_spectra(model, blocks[index][:length].to(device)))
+    result = spectra.result(length, checkpoint=os.path.abspath(checkpoint), arch=arch, data=data_path, split=split)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result
 
 
 def write_outputs(result: dict, out: str) -> None:
-    """spectrum.csv, spectrum.json and spectrum.png in ``out``, each written atomically."""
+    """spectrum.csv, spectrum_at_128.csv, spectrum.json and spectrum.png in ``out``, each written atomically."""
     os.makedirs(out, exist_ok=True)
-    curves = result["curves"]
     with atomic_open(os.path.join(out, "spectrum.csv")) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["layer", "index", "cumulative"])
-        for layer, curve in curves.items():
+        for layer, curve in result["curves"].items():
             for index, value in enumerate(curve, start=1):
                 writer.writerow([layer, index, repr(float(value))])
+    with atomic_open(os.path.join(out, f"spectrum_at_{AT_INDEX}.csv")) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["layer", "head", "value"])
+        for entry in result["layers"]:
+            for head, value in enumerate(entry["head_at_128"]):
+                writer.writerow([entry["layer"], head, repr(value)])
     atomic_write_json(os.path.join(out, "spectrum.json"), {key: value for key, value in result.items() if key != "curves"})
     plot_spectrum(result, os.path.join(out, "spectrum.png"))
 
 
 def summary(result: dict) -> str:
-    lines = [f"attention spectrum of {result['arch']}: {result['attention']}, {result['sentences']} sentences of T = {result['length']} "
-             f"tokens, {result['heads']} heads per layer"]
+    lines = [f"attention spectrum of {result.get('model', result['arch'])}: {result['attention']}, {result['sentences']} "
+             f"sentences of T = {result['length']} tokens, {result['heads']} heads per layer"]
     for entry in result["layers"]:
         rank, total = entry["rank_at_90"], entry["singular_values"]
         lines.append(f"  layer {entry['layer']}: {FRACTION:.0%} of the spectrum in the {rank} largest of {total} "
-                     f"singular values ({rank / total:.1%})")
+                     f"singular values ({rank / total:.1%}); at index {entry['at_index']}: {entry['at_128']:.3f} "
+                     f"(heads {min(entry['head_at_128']):.3f}-{max(entry['head_at_128']):.3f})")
     widest = max(entry["singular_values"] for entry in result["layers"])
     lines.append(f"  average: {result['average_rank_at_90']} of {widest}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import sys
 from typing import Dict, List, Optional
 
 from ..atomic_files import atomic_write_text
-from ..paths import CONFIGS, REPOSITORY
+from ..paths import CONFIGS
 from .curves import ResultsError, find_run_dirs, plot_curves
 from .table2 import SCORED_SPLIT, TASKS, TITLES, Cell, Row, Run, Variant, build_table, load_paper, read_run, variant_of
 
@@ -73,7 +73,7 @@ def write_markdown(rows: List[Row], runs: List[Run], variants: Dict[str, Variant
            "over seeds at the grid point (lr, batch, updates, warmup) whose median validation accuracy is best "
            "(seeds and lr in brackets) — the main number; *ours: best of grid*: the run with the best validation "
            "accuracy anywhere in the grid, shown separately because the paper states no selection rule; "
-           "*paper*: Wang et al. 2020, Table 2 (`" + os.path.relpath(paper_file, REPOSITORY) + "`), base-size "
+           "*paper*: Wang et al. 2020, Table 2 (`" + os.path.relpath(paper_file, os.path.dirname(CONFIGS)) + "`), base-size "
            "models; *Δ*: median − paper. Rows fine-tuned at a longer n than pretrained have no paper row (the "
            "paper pretrained its n = 1024 models at 1024). The arch column says which model size a row is.", "",
            "| n | Model | k | Sharing | Arch | | " + " | ".join(titles) + " |",

@@ -7,7 +7,8 @@ than at n = 128 (docs/replication.md, the pilots). Learning to use the context o
 then at n, gets there with far fewer updates.
 
 ``--block-length-schedule 128:2000,256:3000`` trains on blocks of 128 tokens before update 2000,
-256 before update 3000, then on whole blocks of ``--tokens-per-sample``. Each [B, T] batch becomes
+256 before update 3000, then on whole blocks of ``--tokens-per-sample`` (as a Hydra override, quote the
+value: ``task.block_length_schedule='128:2000,256:3000'``, or Hydra reads the comma as a sweep). Each [B, T] batch becomes
 [B * T / L, L]: the same tokens, the same masked positions and targets (the masking is done on the
 whole block by the dataset), in the same order; so the tokens per update, the data order and the
 loss's denominator are those of the unscheduled run. Only the first piece of a block keeps its

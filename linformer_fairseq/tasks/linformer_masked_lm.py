@@ -46,6 +46,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..criterions.context_free_floors import replacement_probs, token_counts, unigram_log_probs
 from ..dictionaries import check_shard_dictionaries
+from ..errors import DataMismatch, OptionError
+from ..models.linformer_options import check_sample_fits
 from .block_length_schedule import block_length_at, parse_schedule, split_blocks
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
             dictionary = self.source_dictionary
             if not any(dictionary[i].startswith(WORD_START) for i in range(dictionary.nspecial, len(dictionary))):
                 dict_file = os.path.join(utils.split_paths(self.cfg.data)[0], "dict.txt")
-                raise ValueError(f"--mask-whole-words: no token of {dict_file} starts with '{WORD_START}', so it "
+                raise OptionError(f"--mask-whole-words: no token of {dict_file} starts with '{WORD_START}', so it "
                                  "is not a SentencePiece vocabulary and words cannot be told apart; "
                                  "binarize with data_prep's SentencePiece model or drop --mask-whole-words")
             self._word_starts = sentencepiece_word_starts(dictionary)
@@ -212,7 +214,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         cause = (f"the corpus was prepared with --max-line-tokens {prepared} (lines of up to {prepared} tokens, "
                  f"so blocks of up to {prepared + 2} with <s> and </s>)" if prepared else
                  "its lines are longer than a block")
-        raise ValueError(
+        raise DataMismatch(
             f"--data {shard}, split {split}: {too_long} of {len(sizes)} blocks ({100 * too_long / len(sizes):.1f}%) are "
             f"longer than --tokens-per-sample (task.tokens_per_sample) {n} and would be skipped: {cause}. Prepare "
             f"the corpus again with --max-line-tokens {n - 2}, or train with --tokens-per-sample "
@@ -227,12 +229,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         n = self.cfg.tokens_per_sample
         max_positions = model.max_positions()
         if isinstance(max_positions, int) and n > max_positions:
-            raise ValueError(
-                f"--tokens-per-sample (task.tokens_per_sample) {n} exceeds the model's --max-positions "
-                f"(model.max_positions) {max_positions}: a sample of up to {n} tokens (<s> and </s> "
-                f"included) must fit the position embeddings and Linformer's projections; lower "
-                f"--tokens-per-sample to {max_positions} or raise --max-positions to {n}"
-            )
+            check_sample_fits(n, max_positions)
         dims = getattr(getattr(model, "encoder", None), "compressed_dims", None) or []  # k per layer
         uncompressed = [(layer, k) for layer, k in enumerate(dims) if k >= n]
         if uncompressed:

@@ -24,6 +24,10 @@ class LinformerConfig(PreTrainedConfig):
     - ``pooler_act`` (``--pooler-activation-fn``): the classification head's activation
     - ``classifier_inner_dim``: the classification head's dense layer (default ``hidden_size``)
     - ``layernorm_embedding``: LayerNorm after token + position embeddings
+    - ``pre_layer_norm`` (``--encoder-normalize-before``, fairseq's ``roberta_prenorm``): pre-LN
+      layers, each sublayer (attention, feed-forward) normalizing its input and adding its output
+      to the unnormalized residual, and a final LayerNorm (``layer_norm``) after the last layer;
+      false: post-LN layers (RoBERTa's), each sublayer's residual sum normalized
     - ``scale_embedding``: token embeddings times sqrt(hidden_size) (false unless fairseq's
       ``--no-scale-embedding`` was turned off)
 
@@ -63,6 +67,7 @@ class LinformerConfig(PreTrainedConfig):
     max_position_embeddings: int = 512
     layer_norm_eps: float = 1e-5
     layernorm_embedding: bool = True
+    pre_layer_norm: bool = False
     scale_embedding: bool = False
     tie_word_embeddings: bool = True
     attention_variant: str = "linformer"

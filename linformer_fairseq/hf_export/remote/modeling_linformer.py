@@ -1,7 +1,7 @@
 """Linformer RoBERTa for ``transformers``, as exported by linformer-fairseq's ``linformer-export-hf``.
 
 The attention is not re-implemented here: ``linear_attention.py``, ``projection_free.py``,
-``projections.py`` and ``multihead_projections.py`` beside this file are linformer-fairseq's own
+``projections.py`` and ``attention_base.py`` beside this file are linformer-fairseq's own
 attention modules, copied verbatim (padding-correct: real tokens packed first, every projection
 option). This file adds only what fairseq provided around them, written to compute exactly what
 fairseq computes (``fairseq.models.transformer.TransformerEncoderBase``, ``TransformerEncoderLayerBase``
@@ -10,7 +10,11 @@ and ``fairseq.models.roberta``):
 - embeddings: token embedding (times sqrt(d) only with ``scale_embedding``), plus learned positions
   numbered from ``pad_token_id + 1`` over the real tokens (fairseq's ``make_positions``), then
   ``layernorm_embedding`` and dropout, and padded positions zeroed;
-- the post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + fc2(act(fc1(x))));
+- the encoder layer, post-LN (RoBERTa's): x = LN(x + attention(x)); x = LN(x + fc2(act(fc1(x))));
+  or with ``pre_layer_norm`` (fairseq's ``--encoder-normalize-before``): x = x + attention(LN(x));
+  x = x + fc2(act(fc1(LN(x)))), and a final LayerNorm (``layer_norm``) after the last layer. As
+  fairseq's ``inner_states``, ``hidden_states`` are the layers' outputs, the last one before that
+  final LayerNorm, which ``last_hidden_state`` (what the heads read) includes;
 - the LM head: dense, activation, LN, then the output projection (``lm_head.decoder``, the token
   embedding itself when ``tie_word_embeddings``) plus a bias;
 - the classification head: dropout, dense, tanh (``pooler_act``), dropout, out_proj on the first
@@ -59,7 +63,8 @@ ACTIVATIONS = {
 
 
 class LinformerEncoderLayer(GradientCheckpointingLayer):
-    """fairseq's post-LN ``TransformerEncoderLayerBase`` around our attention (same parameter names)."""
+    """fairseq's ``TransformerEncoderLayerBase`` around our attention (same parameter names): post-LN,
+    or pre-LN with ``config.pre_layer_norm``."""
 
     def __init__(self, config: LinformerConfig, compressed_dim: int, shared_projection, padding_packer):
         super().__init__()
@@ -78,6 +83,7 @@ class LinformerEncoderLayer(GradientCheckpointingLayer):
         self.fc1 = nn.Linear(d, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, d)
         self.final_layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.normalize_before = config.pre_layer_norm
         self.activation_fn = ACTIVATIONS[config.hidden_act]
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.activation_dropout = nn.Dropout(config.activation_dropout)
@@ -86,16 +92,24 @@ class LinformerEncoderLayer(GradientCheckpointingLayer):
         """x: (n, B, C), fairseq's time-first layout; padding_mask: (B, n), True at pads, or None.
         (Positional, as gradient checkpointing requires.)"""
         residual = x
+        if self.normalize_before:
+            x = self.self_attn_layer_norm(x)
         explicit = output_attentions or self.config._attn_implementation == "eager"
         if explicit and isinstance(self.self_attn, MultiheadLinearAttention):
             x, weights = self.self_attn(x, x, x, key_padding_mask=padding_mask, need_head_weights=True)
             weights = weights.transpose(0, 1) if output_attentions else None  # (B, H, n, k)
         else:  # the fused path; the projection-free attention has one path only
             x, weights = self.self_attn(x, x, x, key_padding_mask=padding_mask)
-        x = self.self_attn_layer_norm(residual + self.dropout(x))
+        x = residual + self.dropout(x)
+        if not self.normalize_before:
+            x = self.self_attn_layer_norm(x)
         residual = x
+        if self.normalize_before:
+            x = self.final_layer_norm(x)
         x = self.fc2(self.activation_dropout(self.activation_fn(self.fc1(x))))
-        x = self.final_layer_norm(residual + self.dropout(x))
+        x = residual + self.dropout(x)
+        if not self.normalize_before:
+            x = self.final_layer_norm(x)
         return x, weights
 
 
@@ -117,7 +131,8 @@ class LinformerPreTrainedModel(PreTrainedModel):
 
 
 class LinformerModel(LinformerPreTrainedModel):
-    """The encoder (fairseq's ``encoder.sentence_encoder``): embeddings and layers, same parameter names."""
+    """The encoder (fairseq's ``encoder.sentence_encoder``): embeddings, layers and, pre-LN, the final
+    LayerNorm; same parameter names."""
 
     def __init__(self, config: LinformerConfig):
         super().__init__(config)
@@ -139,6 +154,7 @@ class LinformerModel(LinformerPreTrainedModel):
         self.layers = nn.ModuleList([
             LinformerEncoderLayer(config, config.compressed_dims[i], self.compress_layer, self.padding_packer)
             for i in range(config.num_hidden_layers)])
+        self.layer_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if config.pre_layer_norm else None
         self.post_init()
 
     def get_input_embeddings(self):
@@ -150,7 +166,8 @@ class LinformerModel(LinformerPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_hidden_states=None,
                 output_attentions=None, return_dict=None, **kwargs):
         """input_ids (B, n); attention_mask (B, n), 1 at tokens and 0 at pads. Returns the last
-        hidden states (B, n, C) and, if asked, the embeddings' and each layer's output and each
+        hidden states (B, n, C; pre-LN, after the final LayerNorm) and, if asked, the embeddings'
+        and each layer's output (pre-LN, the last one before the final LayerNorm) and each
         layer's attention weights over the k compressed positions (B, H, n, k; None for the
         projection-free attention)."""
         output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -186,6 +203,8 @@ class LinformerModel(LinformerPreTrainedModel):
                     attentions.append(weights)
         finally:
             self.padding_packer.clear()
+        if self.layer_norm is not None:  # after hidden_states took the last layer's output, as in fairseq
+            x = self.layer_norm(x)
         last = x.transpose(0, 1)
         hidden_states = tuple(h.transpose(0, 1) for h in hidden_states) if hidden_states is not None else None
         attentions = tuple(attentions) if attentions is not None else None

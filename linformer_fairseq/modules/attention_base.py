@@ -1,4 +1,4 @@
-"""The query, key, value and output projections every attention variant here shares, and the
+"""The base of every multi-head attention here: the query, key, value and output linear layers, and the
 head split and merge in fairseq's time-first layout.
 
 Names, order and initialisation follow fairseq's reference ``MultiheadLinearAttention`` (and its
@@ -25,7 +25,7 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.permute(2, 0, 1, 3).reshape(length, bsz, heads * head_dim)
 
 
-class MultiheadProjections(nn.Module):
+class MultiheadAttentionBase(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if embed_dim % num_heads:
