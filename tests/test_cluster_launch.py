@@ -59,6 +59,19 @@ def test_the_launcher_sets_data_workers_on_gpus_and_keeps_an_override(data_dir, 
     assert not [a for a in on_cpu.command if a.startswith("dataset.num_workers")]  # the CPUs train
 
 
+def test_fine_tuning_sets_data_workers_on_gpus_only():
+    from linformer_fairseq.launch.finetune_plan import RunRequest, run_settings
+
+    def settings(cpu: bool) -> dict:
+        launch = devices.Devices(cpu=cpu, world_size=1, precision="fp32" if cpu else "bf16", launcher="torchrun",
+                                 data_workers=devices.data_workers({"SLURM_CPUS_PER_TASK": "8"}, 1))
+        request = RunRequest("sst2", "ckpt.pt", "data", "run", "sst2", None, launch, [])
+        return run_settings(request, 512, {"num_classes": 2})
+
+    assert settings(cpu=False)["dataset.num_workers"] == 7 and settings(cpu=False)["common.bf16"] is True
+    assert "dataset.num_workers" not in settings(cpu=True)
+
+
 def test_rendezvous_port_stays_below_the_ephemeral_range():
     ports = [rendezvous_port(str(job)) for job in range(0, 200_000, 7)]
     assert min(ports) >= 10000 and max(ports) < EPHEMERAL_START == 32768
@@ -161,3 +174,35 @@ def test_resources_record_each_ranks_gpu_memory_apart_from_host_memory(tmp_path)
     assert merged["ranks"]["1"]["peak_gpu_memory_gb"] == 31.5 and merged["ranks"]["1"]["peak_host_rss_gb"] == 7.0
     assert (merged["wall_seconds"], merged["launches"], merged["peak_rss_gb"]) == (15.0, 2, 3.0)
     assert json.loads((tmp_path / "resources.json").read_text()) == merged
+
+
+def _launch(rank, save_dir, data_dir, results):
+    """One Slurm task of a two-task pretraining launch (DRY_RUN: no training)."""
+    from linformer_fairseq.launch import pretrain
+
+    env = dict(LAUNCHER="slurm", CPU="1", DRY_RUN="1", SLURM_JOB_ID="31", SLURM_STEP_ID="0", SLURM_PROCID=str(rank),
+               SLURM_LOCALID=str(rank), SLURM_NTASKS="2", SLURM_STEP_NUM_TASKS="2", SLURM_NNODES="1")
+    try:
+        results.put((rank, pretrain.run("tiny_n64_k16", data_dir, save_dir, ["task.tokens_per_update=512"], env)))
+    except Exception as error:
+        results.put((rank, type(error).__name__))
+
+
+def test_a_locked_save_dir_stops_every_task_of_the_launch(data_dir, tmp_path, capfd):
+    """Rank 0 cannot take SAVE_DIR's lock (another run holds it): it stops with the lock's error,
+    and rank 1, waiting for its bookkeeping, stops too instead of waiting for the barrier's hour."""
+    from linformer_fairseq.launch.locks import directory_lock
+
+    save_dir = str(tmp_path / "save")
+    os.makedirs(save_dir)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    with directory_lock(save_dir, "another run"):
+        tasks = [context.Process(target=_launch, args=(rank, save_dir, data_dir, results)) for rank in (1, 0)]
+        for task in tasks:
+            task.start()
+        for task in tasks:
+            task.join(120)
+    assert dict(results.get(timeout=5) for _ in range(2)) == {0: "DirectoryLocked", 1: 1}
+    assert "pretrain: rank 1: rank 0 stopped before training (exit status 1); see its output" in capfd.readouterr().err
+    assert not os.path.exists(os.path.join(save_dir, "train.log"))
