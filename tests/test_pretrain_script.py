@@ -351,11 +351,17 @@ def test_truncated_checkpoint_last_is_replaced_by_the_newest_intact_one(corpus, 
     assert (save_dir / "checkpoint_last.pt").read_bytes() == intact
     assert not glob.glob(str(save_dir / "*.tmp"))
 
+    # checkpoint_best.pt holds a whole training state too: the last resort to resume from
     for name in ("checkpoint_1_25.pt", "checkpoint_1_30.pt"):
         os.remove(save_dir / name)
     (save_dir / "checkpoint_last.pt").write_bytes(intact[:100])
+    log = run_pretrain(corpus, save_dir, DRY_RUN="1").stdout
+    assert f"resuming from {save_dir / 'checkpoint_best.pt'}" in log
+
+    os.remove(save_dir / "checkpoint_best.pt")
+    (save_dir / "checkpoint_last.pt").write_bytes(intact[:100])
     proc = run_pretrain(corpus, save_dir, DRY_RUN="1", check=False)
-    assert proc.returncode == 2 and "no intact checkpoint" in proc.stdout
+    assert proc.returncode == 2 and "no intact checkpoint" in proc.stdout, proc.stdout[-3000:]
 
 
 @pytest.mark.slow

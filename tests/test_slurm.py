@@ -121,7 +121,8 @@ def test_finetune_grid_maps_array_indices_to_runs_and_skips_finished_ones(cluste
             (data_root / task / sub / "dict.txt").write_text("1 1\n")
         run_dir = runs / "k64_model" / task / f"seed{seed}_lr{lr}"
         run_dir.mkdir(parents=True)
-        (run_dir / "run.json").write_text(json.dumps({"status": "finished", "task": task}))
+        (run_dir / "run.json").write_text(json.dumps({"status": "finished", "task": task,  # the same work
+                                                      "pretrained_checkpoint": str(checkpoint)}))
         expected[index] = run_dir
     array_job = cluster.sbatch(listing, f"--output={tmp_path}/grid_%a.out", "--gpus-per-node=0", "--cpus-per-task=1",
                                "--time=5", FINETUNE_GRID_SBATCH, checkpoint,
