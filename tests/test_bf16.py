@@ -12,10 +12,12 @@ Our attention's softmax runs in fp32 inside bf16 attention.
 No fairseq patch is needed for any of this on the CPU (fairseq 0.12.3, torch 2.13).
 """
 
+import json
 import math
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -171,22 +173,55 @@ def test_fused_attention_in_bf16_takes_its_softmax_in_fp32(monkeypatch):
 
 
 @pytest.mark.slow
-def test_bf16_pretraining_through_the_hydra_command_the_launcher_builds(mlm_data, tmp_path):
-    """The command ``linformer-pretrain`` builds for CPU=1 (fp32 today), with the one override that
-    bf16 adds: ``common.bf16=true``. Trains and checkpoints."""
-    from linformer_fairseq.launch import pretrain
-
+def test_cpu_bf16_pretraining_through_the_launcher(mlm_data, tmp_path):
+    """``CPU=1 PRECISION=bf16 linformer-pretrain ...`` (refused before: bf16 "needs a GPU") plans
+    ``common.bf16=true`` and trains a few updates end to end: finite losses, a bf16 run without
+    fairseq's TPU path, checkpoints of fp32 weights, and fp16 still refused on the CPU."""
     save_dir = tmp_path / "save"
-    command = pretrain.plan_launch("tiny_n64_k16", mlm_data, str(save_dir), [
-        "optimization.max_update=6", "common.log_interval=1", "task.tokens_per_update=512",
-        "checkpoint.save_interval_updates=3", "lr_scheduler.warmup_updates=2"], env={"CPU": "1"}).command
-    assert "common.cpu=true" in command and not any(arg.startswith("common.bf16") for arg in command)
-    done = subprocess.run(command + ["common.bf16=true"], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-3000:]
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("NPROC_PER_NODE", "LAUNCHER", "DRY_RUN") and not name.startswith("SLURM_")}
+    env.update(CPU="1", PRECISION="bf16", OMP_NUM_THREADS="1")
+    command = [os.path.join(os.path.dirname(sys.executable), "linformer-pretrain"), "tiny_n64_k16", mlm_data,
+               str(save_dir), "optimization.max_update=6", "common.log_interval=1", "task.tokens_per_update=512",
+               "checkpoint.save_interval_updates=3", "lr_scheduler.warmup_updates=2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    log = (save_dir / "train.log").read_text() if (save_dir / "train.log").exists() else ""
+    assert done.returncode == 0, done.stderr[-3000:] + log[-3000:]
+    assert "on 1 process(es) (torchrun, bf16)" in log and "common.bf16=true" in log and "common.cpu=true" in log
     losses = [float(v) for v in re.findall(r'train_inner \| \{.*?"loss": "([0-9.]+)"', log)]
-    assert len(losses) >= 6 and all(math.isfinite(v) for v in losses)
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     saved = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert saved["cfg"]["common"]["bf16"] and not saved["cfg"]["common"]["tpu"]
     assert saved["optimizer_history"][-1]["num_updates"] == 6
+    assert {v.dtype for v in saved["model"].values() if v.is_floating_point()} == {torch.float32}
+    # the training process recorded its own memory: host RSS, and no GPU number on the CPU
+    used = json.loads((save_dir / "resources.json").read_text())
+    assert used["ranks"]["0"]["peak_gpu_memory_gb"] is None and used["ranks"]["0"]["peak_host_rss_gb"] > 0.1
+    assert used["peak_gpu_memory_gb"] is None and used["launches"] == 1
+
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(env, PRECISION="fp16"))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == \
+        "pretrain: error: PRECISION=fp16 needs a GPU; use bf16 or fp32 with CPU=1"
+
+
+def test_fairseqs_command_line_bf16_is_refused_in_one_line(mlm_data, tmp_path):
+    """fairseq-train's ``--bf16`` switches on ``--tpu`` (fairseq 0.12): with the plugin it is
+    refused before anything runs, in one line naming the Hydra key instead; ``--fp16`` is not."""
+    from linformer_fairseq.compat import bf16_command_line
+    from linformer_fairseq.errors import OptionError
+
+    flags = [mlm_data, "--user-dir", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                    "linformer_fairseq"),
+             "--task", "masked_lm", "--arch", "linformer_roberta_tiny", "--compressed-dim", "8"]
+    with pytest.raises(OptionError, match="common.bf16=true"):
+        parse(mlm_data, "--compressed-dim", "8", "--bf16")
+    args = parse(mlm_data, "--compressed-dim", "8", "--fp16")
+    assert args.fp16 and not args.tpu
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fairseq-train"), *flags, "--bf16", "--cpu",
+                           "--max-update", "1", "--save-dir", str(tmp_path / "save")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"error: {bf16_command_line.MESSAGE}"
+    assert "Traceback" not in done.stderr and not (tmp_path / "save").exists()

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -42,24 +43,51 @@ def test_the_shell_launcher_refuses_too(tmp_path):
 def test_the_gpu_plan_is_the_issue_grid_and_fits_the_budget(tmp_path):
     plan = gpu_check.gpu_plan()
     points = gpu_check.attention_points(plan)
-    assert {(n, k) for _, _, n, k, _ in points if k is not None} == {(n, k) for n in (512, 4096, 65536) for k in (128, 256)}
-    assert {m for m, *_ in points} == {"linformer", "reference", "sdpa", "sdpa_math"}
+    unpadded = [p for p in points if p[4] == 1.0]
+    assert {(n, k) for _, _, n, k, _ in unpadded if k is not None} == {(n, k) for n in (512, 4096, 65536) for k in (128, 256)}
+    assert {m for m, *_ in unpadded} == {"linformer", "reference", "sdpa", "sdpa_math"}
     assert {m for _, m, *_ in points} == {"inference", "training"}
-    assert len(points) == 36 and plan.dtype == "bf16" and plan.run_attention_ns == plan.attention_ns
-    commands = gpu_check.training_commands(plan, str(tmp_path))
-    assert len(commands) == 6
+    assert len(unpadded) == 36 and plan.dtype == "bf16" and plan.run_attention_ns == plan.attention_ns
+    # padded points: half of each row real, ours and SDPA at n = 512 and 4096
+    padded = [p for p in points if p[4] != 1.0]
+    assert {(m, n, real) for m, _, n, _, real in padded} == {(m, n, 0.5) for m in ("linformer", "sdpa") for n in (512, 4096)}
+    assert len(padded) == 12
+    # pretraining: roberta_base and ours at k = 128, 256, n = 512, 4096, bf16, equal tokens and updates
+    commands = gpu_check.pretraining_commands(plan, str(tmp_path))
+    assert [c[1] for c in commands] == ["roberta_base_n512", "base_n512_k128", "base_n512_k256", "roberta_base_n4096",
+                                        "base_n4096_k128", "base_n4096_k256"]
     for command in commands:
-        assert "--fp16" in command and "--cpu" not in command and "--bf16" not in command
-        n = int(command[command.index("--tokens-per-sample") + 1])
-        assert n in (512, 4096) and int(command[command.index("--batch-size") + 1]) * n == 32768
-        if "--compressed-dim" in command:
-            assert command[command.index("--compressed-dim") + 1] == {512: "128", 4096: "256"}[n]
-        if "--compressed" in command:  # the reference's ratio n / k
-            assert command[command.index("--compressed") + 1] == {512: "4", 4096: "16"}[n]
+        assert f"task.tokens_per_update={plan.tokens_per_update}" in command
+        assert f"optimization.max_update={plan.updates}" in command and "checkpoint.no_save=true" in command
+    assert plan.precision == "bf16" and 100 <= plan.updates <= 500  # a few hundred updates
+    # sized from the FLOP counts: the six runs' training at the assumed rate fills TRAINING_S
+    training = sum(gpu_check.training_seconds(plan, n, k) for n, k in plan.run_pretraining)
+    assert 0.9 * gpu_check.TRAINING_S < training <= gpu_check.TRAINING_S
     estimate = gpu_check.estimate_seconds(plan)
-    assert sum(estimate.values()) < 6 * 60 < gpu_check.TOTAL_BUDGET_S < 8 * 60
+    assert "installs" in estimate and sum(estimate.values()) < gpu_check.TOTAL_BUDGET_S < 8 * 60 - 15
     text = gpu_check.plan_markdown(plan, str(tmp_path))
-    assert text.count("```") == 2 * 6 and "| reference | training | 65536 | 128 | 1 | yes |" in text
+    assert text.count("```") == 2 * 6 and "PRECISION=bf16 NPROC_PER_NODE=1 linformer-pretrain roberta_base_n4096" in text
+    assert "| reference | training | 65536 | 128 | 1 | 100% | yes |" in text
+    assert "| linformer | training | 4096 | 256 | 16 | 50% | yes |" in text
+
+
+@pytest.mark.slow
+def test_the_sizing_uses_the_counted_flops():
+    """GFLOP_PER_TOKEN is what speed_targets counts for each model (about 25 s: base models)."""
+    from linformer_fairseq.bench.speed_targets import model_training_flops
+
+    for (n, k), gflop in gpu_check.GFLOP_PER_TOKEN.items():
+        assert gflop == round(model_training_flops(n, k) / n / 1e9, 4), (n, k)
+
+
+def test_every_limit_counts_from_the_start_of_the_shell_script():
+    started = time.time() - 100  # installs took 100 s
+    deadline = gpu_check.deadline_from_start({gpu_check.STARTED_VARIABLE: str(started)})
+    assert abs(deadline - time.monotonic() - (gpu_check.TOTAL_BUDGET_S - 100)) < 2
+    assert abs(gpu_check.deadline_from_start({}) - time.monotonic() - gpu_check.TOTAL_BUDGET_S) < 2
+    with open(os.path.join(REPOSITORY, "scripts", "gpu_check.sh")) as f:
+        script = f.read()
+    assert script.index(f"export {gpu_check.STARTED_VARIABLE}") < script.index('bash "$root/scripts/setup_env.sh"')
 
 
 def _attention_rows(time_ms, memory_mib):
@@ -83,9 +111,8 @@ def test_targets_read_the_ratios_at_the_issue_points():
                 memory[("linformer", mode, n, k)] = 5.0
     times[("linformer", "training", 512, 128)] = 90.0  # 1.11x: below the 1.2x target
     memory[("linformer", "inference", 4096, 256)] = 12.0  # 1.2x SDPA's memory: fails
-    training = [dict(method="roberta", n=512, wps=100, status="ok"), dict(method="linformer", n=512, wps=120, status="ok"),
-                dict(method="roberta", n=4096, wps=100, status="ok"), dict(method="linformer", n=4096, wps=150,
-                                                                            status="ok")]
+    training = [dict(n=512, k="", wps=100, status="ok"), dict(n=512, k=128, wps=120, status="ok"),
+                dict(n=4096, k="", wps=100, status="ok"), dict(n=4096, k=256, wps=150, status="ok")]
     verdicts = {v.target: v for v in gpu_check.check_targets(plan, _attention_rows(times, memory), training)}
     assert len(verdicts) == 11
 
@@ -101,7 +128,7 @@ def test_targets_read_the_ratios_at_the_issue_points():
     assert find("reference / ours", "n = 512 ") == ("0.33x", "FAIL")  # 30 / 90 at k = 128
     assert find("reference / ours", "n = 4096 ") == ("3.00x", "PASS")
     assert find("words/s", "n = 512,") == ("1.20x", "PASS")
-    assert find("words/s", "n = 4096,") == ("1.50x", "FAIL")
+    assert find("words/s", "n = 4096,") == ("1.50x", "FAIL")  # below 1.8x
     # a point that did not run is NOT RUN, never PASS
     training[3]["status"] = "timeout"
     verdicts = gpu_check.check_targets(plan, _attention_rows(times, memory), training)
@@ -114,59 +141,76 @@ def test_thresholds_are_the_speed_targets_derived_from_flop_counts(monkeypatch):
     from linformer_fairseq.bench import speed_targets
 
     plan = gpu_check.gpu_plan()
-    training = [dict(method=m, n=n, wps=wps, status="ok") for m, n, wps in
-                (("roberta", 512, 100), ("linformer", 512, 120), ("roberta", 4096, 100), ("linformer", 4096, 185))]
+    training = [dict(n=n, k=k, wps=wps, status="ok") for n, k, wps in
+                ((512, "", 100), (512, 128, 120), (4096, "", 100), (4096, 256, 185))]
     words = {v.target: v.verdict for v in gpu_check.check_targets(plan, [], training) if "words/s" in v.target}
-    assert words == {"fairseq-train words/s, ours / roberta_base >= 1.1x at n = 512, k = 128": "PASS",
-                     "fairseq-train words/s, ours / roberta_base >= 1.8x at n = 4096, k = 256": "PASS"}
+    assert words == {"pretraining words/s (bf16), ours / roberta_base >= 1.1x at n = 512, k = 128": "PASS",
+                     "pretraining words/s (bf16), ours / roberta_base >= 1.8x at n = 4096, k = 256": "PASS"}
     raised = [dataclasses.replace(t, threshold=1.9) if (t.level, t.n) == ("model", 4096) else t
               for t in speed_targets.TARGETS]
     monkeypatch.setattr(speed_targets, "TARGETS", tuple(raised))
     words = {v.target: v.verdict for v in gpu_check.check_targets(plan, [], training) if "words/s" in v.target}
-    assert words["fairseq-train words/s, ours / roberta_base >= 1.9x at n = 4096, k = 256"] == "FAIL"
+    assert words["pretraining words/s (bf16), ours / roberta_base >= 1.9x at n = 4096, k = 256"] == "FAIL"
 
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gpu_check")
-    log = run("linformer-gpu-check", "--dry-run", "--out", out, timeout=300)
-    return out, log
+    """The dry run through the shell script a GPU user runs (this environment as its VENV), started in
+    an empty working directory, which it must leave empty."""
+    out, cwd = tmp_path_factory.mktemp("gpu_check"), tmp_path_factory.mktemp("cwd")
+    done = subprocess.run(["bash", os.path.join(REPOSITORY, "scripts", "gpu_check.sh"), "--dry-run", "--out",
+                           str(out)], capture_output=True, text=True, timeout=300, cwd=cwd,
+                          env=dict(os.environ, VENV=sys.prefix, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, done.stderr, done.stdout, cwd
 
 
 @pytest.mark.slow
-def test_dry_run_writes_every_file(dry_run):
-    out, log = dry_run
+def test_dry_run_writes_every_file_and_nothing_else(dry_run):
+    out, log, printed, cwd = dry_run
     assert "estimated time" in log
-    for name in ("plan.md", "summary.md", "attention_benchmark.csv", "attention_benchmark.md", "training_benchmark.csv",
-                 "training_benchmark.md"):
+    assert os.listdir(cwd) == []  # fairseq's ./checkpoints and Hydra's outputs stay out of the working directory
+    for name in ("plan.md", "summary.md", "attention_benchmark.csv", "attention_benchmark.md",
+                 "pretraining_comparison.csv", "pretraining_comparison.md"):
         assert (out / name).stat().st_size > 0, name
-    for name in ("attention_time_vs_n.png", "training_wps_vs_n.png"):
-        png = (out / name).read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    png = (out / "attention_time_vs_n.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
     summary = (out / "summary.md").read_text()
+    assert printed.strip() == summary.strip()
+    assert len(summary.splitlines()) <= 50  # one screen
     assert "DRY RUN" in summary and summary.count("| **") == 11
     assert "NOT RUN" in summary  # the larger n are planned, not run
+    assert "| n | k | SDPA / ours | reference / ours | SDPA / ours, 50% real |" in summary
+    assert "| 64 | linformer k=16 |" in summary and "| 64 | roberta_tiny |" in summary
     plan = (out / "plan.md").read_text()
-    assert plan.count("```") == 2 * 6 and plan.count("runs:") == 3
+    assert plan.count("```") == 2 * 6 and plan.count("runs:") == 2
 
 
 @pytest.mark.slow
 def test_dry_run_runs_the_smallest_point_of_each_part(dry_run):
-    out, _ = dry_run
+    out, *_ = dry_run
     plan = gpu_check.dry_run_plan()
     attention = read_csv(out / "attention_benchmark.csv")
-    assert {(r["method"], r["mode"], r["n"], r["k"]) for r in attention} == {
-        (m, mode, str(n), str(k) if k is not None else "") for m, mode, n, k, _ in
+    assert {(r["method"], r["mode"], r["n"], r["k"], float(r["real_fraction"])) for r in attention} == {
+        (m, mode, str(n), str(k) if k is not None else "", real) for m, mode, n, k, real in
         gpu_check.attention_points(plan, plan.run_attention_ns)}
+    assert any(float(r["real_fraction"]) == 0.5 for r in attention)  # padded points too
     for r in attention:
         assert r["status"] == "ok" and float(r["peak_mem_mib"]) > 0, r
     # memory: ours at most SDPA's (flash on the CPU) at the smallest n, training
-    sdpa = next(float(r["peak_mem_mib"]) for r in attention if (r["method"], r["mode"]) == ("sdpa", "training"))
+    sdpa = next(float(r["peak_mem_mib"]) for r in attention if (r["method"], r["mode"], r["real_fraction"]) ==
+                ("sdpa", "training", "1.0"))
     ours = [float(r["peak_mem_mib"]) for r in attention if (r["method"], r["mode"]) == ("linformer", "training")]
     assert max(ours) <= sdpa
-    training = read_csv(out / "training_benchmark.csv")
-    assert [(r["method"], r["n"]) for r in training] == [(m, "64") for m in plan.training_methods]
-    for r in training:
+    runs = read_csv(out / "pretraining_comparison.csv")
+    assert [(r["model"], r["n"]) for r in runs] == [("roberta_tiny", "64"), ("linformer k=16", "64")]
+    for r in runs:
         assert r["status"] == "ok" and float(r["wps"]) > 0 and float(r["peak_rss_gb"]) > 0, r
-    log = (out / "training" / "runs" / "linformer_n64" / "train.log").read_text()
-    assert "compressed_dim=16" in log  # the GPU plan's k = 128 at n = 512, scaled down
+        assert int(r["updates"]) == plan.updates and int(r["tokens"]) == plan.updates * plan.tokens_per_update
+        assert 1 < float(r["mask_ppl"]) < 2 * plan.vocab and r["peak_gpu_gb"] == ""  # no GPU number on the CPU
+    run_dir = out / "pretraining" / "runs" / "tiny_n64_k16"
+    command = (run_dir / "command.txt").read_text()
+    assert "common.bf16=true" in command and "common.cpu=true" in command  # bf16 through Hydra, on the CPU
+    log = (run_dir / "train.log").read_text()
+    assert "'compressed_dim': 16" in log  # the GPU plan's k = 128 at n = 512, scaled down
+    assert "'bf16': True" in log and "'tpu': False" in log

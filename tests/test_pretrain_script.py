@@ -202,9 +202,13 @@ def test_batch_plan_explains_and_refuses_what_does_not_divide():
                               "dataset.batch_size 16 x 8 process(es) x update_freq 16")
     with pytest.raises(LaunchError, match="not a multiple of task.tokens_per_sample 384"):
         batch.plan_batch(1048576, 384, 16, 8)
-    with pytest.raises(LaunchError, match="2048 sequences per update .* not a multiple of dataset.batch_size 16 x "
-                                          "world size 48 = 768"):
+    with pytest.raises(LaunchError, match="48 processes cannot share 2,048 sequences per update .* run 32 or 64 "
+                                          "processes"):
         batch.plan_batch(1048576, 512, 16, 48)
+    with pytest.raises(LaunchError, match=r"2048 sequences per update .* not a multiple of dataset.batch_size 48 x "
+                                          r"world size 8 = 384: .* choose a dataset.batch_size that divides 256 \(at "
+                                          r"most 48: 32\)"):
+        batch.plan_batch(1048576, 512, 48, 8)
 
 
 def test_world_size_precision_and_port_rules():
@@ -224,7 +228,7 @@ def test_world_size_precision_and_port_rules():
     assert devices.precision(None, cpu=False, bf16_native=False) == "fp16"  # V100, T4: no emulated bf16
     with pytest.raises(LaunchError, match="PRECISION=fp16 needs a GPU"):
         devices.precision("fp16", cpu=True, bf16_native=False)
-    assert rendezvous_port("1234") == 11234 and rendezvous_port("50000") == 10000
+    assert rendezvous_port("1234") == 11234 and rendezvous_port("22768") == 10000
 
 
 @pytest.mark.slow
@@ -347,11 +351,17 @@ def test_truncated_checkpoint_last_is_replaced_by_the_newest_intact_one(corpus, 
     assert (save_dir / "checkpoint_last.pt").read_bytes() == intact
     assert not glob.glob(str(save_dir / "*.tmp"))
 
+    # checkpoint_best.pt holds a whole training state too: the last resort to resume from
     for name in ("checkpoint_1_25.pt", "checkpoint_1_30.pt"):
         os.remove(save_dir / name)
     (save_dir / "checkpoint_last.pt").write_bytes(intact[:100])
+    log = run_pretrain(corpus, save_dir, DRY_RUN="1").stdout
+    assert f"resuming from {save_dir / 'checkpoint_best.pt'}" in log
+
+    os.remove(save_dir / "checkpoint_best.pt")
+    (save_dir / "checkpoint_last.pt").write_bytes(intact[:100])
     proc = run_pretrain(corpus, save_dir, DRY_RUN="1", check=False)
-    assert proc.returncode == 2 and "no intact checkpoint" in proc.stdout
+    assert proc.returncode == 2 and "no intact checkpoint" in proc.stdout, proc.stdout[-3000:]
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Our Slurm scripts on a real one-node Slurm cluster (tests/slurm_cluster.py), on CPU:
 scripts/slurm/pretrain.sbatch trains with two srun tasks as two gloo workers through fairseq's Slurm
-support, requeues itself on USR1 and resumes from its checkpoint; scripts/slurm/finetune_grid.sbatch
+support (rank 0 alone doing the launcher's bookkeeping while rank 1 waits), requeues itself on USR1
+and resumes from its checkpoint; scripts/slurm/finetune_grid.sbatch
 maps array indices to runs and skips the finished ones.
 """
 
@@ -54,6 +55,21 @@ def test_pretrain_sbatch_trains_with_two_srun_workers(cluster, mlm_data, tmp_pat
     assert "training on 2 devices" in log
     assert 2 in map(int, UPDATES.findall(log)), "the job did not train 2 updates"
 
+    # the launcher's bookkeeping ran once, on rank 0; rank 1 waited at the barrier in SAVE_DIR/.launch
+    train_log = (save / "train.log").read_text()
+    assert train_log.count("pretrain: tiny_n64_k16 (linformer ") == 1, train_log[:3000]
+    assert train_log.count("pretrain: log: ") == 1 and train_log.count("pretrain: done: ") == 1
+    assert "training on 2 devices" in train_log  # rank 0's fairseq output; rank 1's is kept apart
+    assert (save / "train.rank1.log").is_file()
+    (start,) = (save / ".launch").glob(f"{job}.0.*.start")
+    assert start.read_text() == "0\n"
+    assert sorted(p.name.rsplit(".", 1)[1] for p in (save / ".launch").glob(f"{job}.0.*.end.*")) == ["1"]
+    # resources.json: written once, each rank's memory apart (host RSS; no GPU number on the CPU)
+    used = json.loads((save / "resources.json").read_text())
+    assert used["launches"] == 1 and set(used["ranks"]) == {"0", "1"}
+    for rank in used["ranks"].values():
+        assert rank["peak_host_rss_gb"] > 0.1 and rank["peak_gpu_memory_gb"] is None
+
 
 def test_pretrain_sbatch_requeues_on_usr1_and_resumes_from_checkpoint(cluster, mlm_data, tmp_path):
     out, save = tmp_path / "pretrain.out", tmp_path / "save"
@@ -105,7 +121,8 @@ def test_finetune_grid_maps_array_indices_to_runs_and_skips_finished_ones(cluste
             (data_root / task / sub / "dict.txt").write_text("1 1\n")
         run_dir = runs / "k64_model" / task / f"seed{seed}_lr{lr}"
         run_dir.mkdir(parents=True)
-        (run_dir / "run.json").write_text(json.dumps({"status": "finished", "task": task}))
+        (run_dir / "run.json").write_text(json.dumps({"status": "finished", "task": task,  # the same work
+                                                      "pretrained_checkpoint": str(checkpoint)}))
         expected[index] = run_dir
     array_job = cluster.sbatch(listing, f"--output={tmp_path}/grid_%a.out", "--gpus-per-node=0", "--cpus-per-task=1",
                                "--time=5", FINETUNE_GRID_SBATCH, checkpoint,

@@ -12,8 +12,9 @@ sequences). Words/s is the median of fairseq's ``train_inner`` ``wps`` after the
 records ``torch.cuda.max_memory_allocated``); on every device the peak resident set size of the
 fairseq-train process. A run that runs out of memory is stopped at its first OOM (fairseq would skip
 the batch and try the next, just as large) and reported as OOM. A run whose train.log says "done
-training" is kept. Precision: fp16 on a GPU (fairseq 0.12's ``fairseq-train --bf16`` turns on
-``--tpu``), fp32 on the CPU.
+training" is kept. Precision: fp16 on a GPU, fp32 on the CPU: this is fairseq-train's command line,
+whose ``--bf16`` switches on ``--tpu`` (the plugin refuses it); bf16 runs go through Hydra
+(``common.bf16``), as the GPU check's pretraining comparison does (``pretraining_comparison.py``).
 """
 
 import csv
@@ -84,7 +85,8 @@ def train_command(method, n, k, data, run_dir, grid, tokens, updates, precision,
                "--tokens-per-sample", str(n), "--max-positions", str(n), "--batch-size", str(tokens // n),
                "--required-batch-size-multiple", "1", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
                "--lr", "1e-4", "--lr-scheduler", "fixed", "--clip-norm", "0", "--max-update", str(updates),
-               "--max-epoch", str(max_epoch), "--no-save", "--disable-validation", "--log-format", "json",
+               "--max-epoch", str(max_epoch), "--no-save", "--save-dir", os.path.join(run_dir, "checkpoints"),
+               "--disable-validation", "--log-format", "json",
                "--log-interval", str(grid["log_interval"]), "--tensorboard-logdir", os.path.join(run_dir, "tb"),
                "--num-workers", str(grid["workers"]), "--seed", "1"]
     if cpu:
@@ -94,11 +96,12 @@ def train_command(method, n, k, data, run_dir, grid, tokens, updates, precision,
     return command
 
 
-def run_until_oom(command: List[str], log_path: str, timeout_s: Optional[float] = None) -> (int, int):
+def run_until_oom(command: List[str], log_path: str, timeout_s: Optional[float] = None, env: Optional[dict] = None,
+                  cwd: Optional[str] = None) -> (int, int):
     """Run ``command`` into ``log_path``, stopping it at its first out-of-memory or after ``timeout_s``
     seconds (the log then ends with TIMEOUT_MARKER); (exit status, peak RSS KiB)."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     start, timed_out, stopped_at = time.monotonic(), False, None
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)

@@ -20,10 +20,13 @@ Environment:
   DATA_DIR        output of linformer-prepare-finetune --task TASK ... (required)
   RUN_DIR         this run's directory (required)
   CONFIG          the recipe in configs/finetuning/recipe/ (default: TASK; `tiny` for smoke tests)
-  CPU=1           train on the CPU (fp32)
+  CPU=1           train on the CPU (fp32 unless PRECISION=bf16)
   NPROC_PER_NODE  processes (default: the GPUs, 1 on CPU); > 1 starts them with torchrun, and
                   dataset.batch_size stays the total per update (each process gets 1/N of it)
-  PRECISION       bf16 | fp16 | fp32 (default: bf16 where the GPU supports it natively, else fp16; CPU: fp32)
+  PRECISION       bf16 | fp16 | fp32 (default: bf16 where the GPU supports it natively, else fp16; CPU: fp32;
+                  bf16 runs on the CPU too, fp16 does not)
+  SLURM_CPUS_PER_TASK  on GPUs, dataset.num_workers = the CPUs of a process less one, at most 8 (without it,
+                  the CPUs of the affinity mask shared among the processes); an override wins
 """
 
 import argparse

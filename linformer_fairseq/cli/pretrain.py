@@ -17,10 +17,15 @@ progress bar; fairseq's whole log goes to SAVE_DIR/train.log.
 
 Environment:
   NPROC_PER_NODE  processes on this node (default: the GPUs; 1 with CPU=1)
-  CPU=1           train on the CPU (gloo, fp32)
-  PRECISION       bf16 | fp16 | fp32 (default: bf16 where the GPU supports it natively, else fp16)
+  CPU=1           train on the CPU (gloo; fp32 unless PRECISION=bf16)
+  PRECISION       bf16 | fp16 | fp32 (default: bf16 where the GPU supports it natively, else fp16; fp32 with
+                  CPU=1, where bf16 runs too and fp16 does not), passed as Hydra's common.bf16 / common.fp16
   LAUNCHER        torchrun (default) | slurm: this process is one Slurm task (``srun scripts/pretrain.sh``);
-                  the rendezvous port is distributed_training.distributed_port, else derived from SLURM_JOB_ID
+                  global rank 0 alone repairs checkpoints and writes train.log and resources.json while the
+                  other tasks wait for it (SAVE_DIR/.launch/); the rendezvous port is
+                  distributed_training.distributed_port, else derived from SLURM_JOB_ID
+  SLURM_CPUS_PER_TASK  on GPUs, dataset.num_workers = the CPUs of a process less one, at most 8 (without
+                  it, the CPUs of the affinity mask shared among the node's processes); an override wins
   DRY_RUN=1       check, plan and print the command, repair torn checkpoints, do not train
 """
 

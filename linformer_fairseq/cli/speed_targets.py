@@ -11,13 +11,12 @@ ours at n = 512 and 4096 on the meta device (about 25 s).
 import sys
 
 from ..launch.console import tool_parser
+from ..paths import BENCHMARKS_DOC
 
 
 def main(argv=None) -> int:
-    from ..bench.speed_targets import DOCS_PATH
-
     parser = tool_parser("linformer-speed-targets", __doc__)
-    parser.add_argument("--docs", nargs="?", const=DOCS_PATH, help="rewrite the generated table in this Markdown "
+    parser.add_argument("--docs", nargs="?", const=BENCHMARKS_DOC, help="rewrite the generated table in this Markdown "
                         "file (default: %(const)s)")
     args = parser.parse_args(argv)
     from ..bench.speed_targets import targets_table, write_into_docs

@@ -10,7 +10,9 @@ message on a fairseq version the patches were not written for, then makes each c
 * ``cpu_distributed``: fairseq's launchers (torchrun, srun) train data-parallel on CPUs (gloo);
 * ``checkpoint_io``: checkpoints are written atomically with a checksum, checked before they are
   unpickled, and record the data's dictionary and task, which every load compares;
-* ``one_line_errors``: the plugin's errors print as ``error: MESSAGE`` in Hydra's error report too.
+* ``one_line_errors``: the plugin's errors print as ``error: MESSAGE`` in Hydra's error report too;
+* ``bf16_command_line``: fairseq's command-line ``--bf16``, which also switches on ``--tpu``, is
+  refused in one line that names the Hydra key ``common.bf16`` instead.
 
 Each replaced function is listed in ``PATCHES`` with the signature it was written against; a
 replaced function whose signature differs is refused too. Set
@@ -22,12 +24,13 @@ import os
 import fairseq
 
 from ..checkpoints.safe_loading import allow_fairseq_checkpoint_globals
-from . import checkpoint_io, cpu_distributed, exit_mid_epoch, multi_worker_resume, one_line_errors
+from . import bf16_command_line, checkpoint_io, cpu_distributed, exit_mid_epoch, multi_worker_resume, one_line_errors
 from .patch import IncompatibleFairseq, Patch
 
 # fairseq 0.12.2 (PyPI), ve-fairseq 0.12.3 (its 3.11/3.12 wheels), fairseq-fixed 0.12.3.1 (>= 3.13)
 SUPPORTED_FAIRSEQ = ("0.12.2", "0.12.3", "0.12.3.1")
-PATCHES = [*exit_mid_epoch.PATCHES, *multi_worker_resume.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES, *one_line_errors.PATCHES]
+PATCHES = [*exit_mid_epoch.PATCHES, *multi_worker_resume.PATCHES, *cpu_distributed.PATCHES, *checkpoint_io.PATCHES,
+           *one_line_errors.PATCHES, *bf16_command_line.PATCHES]
 
 
 def check_fairseq_version(version: str = fairseq.__version__) -> None:

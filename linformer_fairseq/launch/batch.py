@@ -42,12 +42,30 @@ def plan_batch(tokens_per_update: int, tokens_per_sample: int, batch_size: int, 
         raise LaunchError(f"task.tokens_per_update {tokens_per_update} is not a multiple of task.tokens_per_sample "
                           f"{tokens_per_sample} (n): an update holds whole sequences")
     sequences = tokens_per_update // tokens_per_sample
+    if sequences % world_size:
+        raise LaunchError(world_size_clash(sequences, tokens_per_sample, world_size))
     per_step = batch_size * world_size
     if sequences % per_step:
+        per_process = sequences // world_size
+        fits = [d for d in range(1, batch_size + 1) if per_process % d == 0]
         raise LaunchError(f"{sequences} sequences per update (task.tokens_per_update {tokens_per_update} / n "
                           f"{tokens_per_sample}) is not a multiple of dataset.batch_size {batch_size} x world size "
-                          f"{world_size} = {per_step}; change dataset.batch_size or the number of processes")
+                          f"{world_size} = {per_step}: each process holds {per_process} sequences per update; "
+                          f"choose a dataset.batch_size that divides {per_process} (at most {batch_size}: "
+                          f"{fits[-1]})")
     return BatchPlan(tokens_per_update, tokens_per_sample, batch_size, world_size)
+
+
+def world_size_clash(sequences: int, n: int, world_size: int) -> str:
+    """What to choose when ``world_size`` processes cannot share ``sequences`` sequences of n per update
+    equally: the nearest process counts that can, or the nearest tokens per update this one can."""
+    below = next(w for w in range(world_size, 0, -1) if sequences % w == 0)
+    above = next((w for w in range(world_size, sequences + 1) if sequences % w == 0), None)
+    counts = f"{below}" + (f" or {above}" if above and above != below else "")
+    fewer, more = sequences // world_size * world_size, (sequences // world_size + 1) * world_size
+    tokens = f"{more * n} ({more:,} sequences)" + (f" or {fewer * n} ({fewer:,} sequences)" if fewer else "")
+    return (f"{world_size} processes cannot share {sequences:,} sequences per update (task.tokens_per_update "
+            f"{sequences * n:,} / n {n}) equally; run {counts} processes, or set task.tokens_per_update={tokens}")
 
 
 def largest_batch_size(tokens_per_update: int, tokens_per_sample: int, world_size: int, at_most: int) -> int:

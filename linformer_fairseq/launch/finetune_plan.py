@@ -152,7 +152,7 @@ def pretrained_model_options(pretrained: argparse.Namespace, user: Dict[str, obj
 
 
 def run_settings(request: RunRequest, n: int, meta: dict) -> Dict[str, object]:
-    """n, the number of classes, the run's paths, device and precision."""
+    """n, the number of classes, the run's paths, device, precision and data workers."""
     precision = request.devices.precision
     settings = {"model.max_positions": n, "task.max_positions": n}
     if "num_classes" in meta:
@@ -164,6 +164,8 @@ def run_settings(request: RunRequest, n: int, meta: dict) -> Dict[str, object]:
         "common.user_dir": PLUGIN_DIR,
         "common.cpu": request.devices.cpu, "common.fp16": precision == "fp16", "common.bf16": precision == "bf16",
     })
+    if not request.devices.cpu:  # with CPU=1 the CPUs train
+        settings["dataset.num_workers"] = request.devices.data_workers
     return settings
 
 

@@ -4,14 +4,13 @@
 :func:`run`; the plan alone (:func:`plan_launch`) is what ``DRY_RUN=1`` prints.
 """
 
-import json
+import contextlib
 import os
 import shlex
 import sys
 from dataclasses import dataclass
 from typing import List, Mapping
 
-from ..atomic_files import atomic_write_json
 from ..checkpoints.repair import CheckpointRepairError, repair_run_checkpoints
 from ..errors import LaunchError, one_line
 from ..paths import PLUGIN_DIR
@@ -30,6 +29,8 @@ from .fairseq_hydra import (
 from .interrupts import interruptible
 from .pretraining_configs import CONFIG_DIR, resolve
 from .progress import Progress, log_size, reported_error, run_logged, tail
+from .ranks import LaunchRank, RunBarrier, launch_rank
+from .resources import record_resources
 from .run_directory import finished, run_lock, what_is_kept
 
 # set by this launcher from its arguments and environment
@@ -97,6 +98,8 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     args += PRECISION_OVERRIDES[devices.precision]
     if devices.cpu:
         args += ["common.cpu=true", "distributed_training.distributed_backend=gloo"]
+    if not devices.cpu and "dataset.num_workers" not in map(override_key, overrides):  # CPU=1: the CPUs train
+        args.append(f"dataset.num_workers={devices.data_workers}")
     if devices.launcher == "slurm" and "distributed_training.distributed_port" not in map(override_key, overrides):
         args.append(f"distributed_training.distributed_port={rendezvous_port(env['SLURM_JOB_ID'])}")
     args += [o for o in absolute_path_overrides(overrides) if override_key(o) != "dataset.batch_size"]
@@ -108,20 +111,9 @@ def plan_launch(config: str, data: str, save_dir: str, overrides: List[str], env
     return LaunchPlan(command, lines, cfg)
 
 
-def record_resources(save_dir: str, measured: dict) -> None:
-    """SAVE_DIR/resources.json: the peak resident memory of training (the largest over restarts), the wall
-    and CPU time (summed over restarts), beside what fairseq logs (words/s in TensorBoard)."""
-    path = os.path.join(save_dir, "resources.json")
-    previous = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-    atomic_write_json(path, {
-        "peak_rss_gb": round(max(previous.get("peak_rss_gb", 0), measured["peak_rss_kb"] / 2**20), 3),
-        "wall_seconds": round(previous.get("wall_seconds", 0) + measured["seconds"], 1),
-        "cpu_seconds": round(previous.get("cpu_seconds", 0) + measured["cpu_seconds"], 1),
-        "launches": previous.get("launches", 0) + 1,
-    })
+# what rank 0's bookkeeping tells the other tasks when the run has nothing left to train (an exit
+# status no process has): every task then ends with 0 without starting fairseq
+ALREADY_FINISHED = -1
 
 
 def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mapping[str, str] = os.environ,
@@ -129,17 +121,37 @@ def run(config: str, data: str, save_dir: str, overrides: List[str], env: Mappin
     """Plan, lock SAVE_DIR for the whole run, repair torn or missing checkpoints, skip a finished run,
     train (unless ``DRY_RUN=1``); the exit status (2: no intact checkpoint to resume from). Raises
     LaunchError before anything is written, DirectoryLocked while another run writes SAVE_DIR,
-    Interrupted on Ctrl-C or SIGTERM (saying which checkpoint the same command resumes from)."""
+    Interrupted on Ctrl-C or SIGTERM (saying which checkpoint the same command resumes from).
+
+    Under ``LAUNCHER=slurm`` every task runs this; global rank 0 alone takes the lock and does the
+    bookkeeping (the repair, train.log, resources.json) while the others wait for it (launch/ranks.py).
+    Ranks other than 0 keep fairseq's output in SAVE_DIR/train.rankR.log."""
     save_dir = os.path.abspath(save_dir)
     console = RunConsole("pretrain", os.path.join(save_dir, "train.log"))
     plan = plan_launch(config, data, save_dir, overrides, env)
+    rank = launch_rank(env)
     os.makedirs(save_dir, exist_ok=True)
-    with run_lock(save_dir, f"linformer-pretrain {config}", env), \
+    with contextlib.ExitStack() as held, \
             interruptible(f"pretraining into {save_dir}", lambda: what_is_kept(save_dir)):
-        return _run_locked(plan, save_dir, console, env, verbose)
+        def bookkeeping() -> int:  # rank 0: a DirectoryLocked it raises stops the other tasks too (status 1)
+            held.enter_context(run_lock(save_dir, f"linformer-pretrain {config}", env))
+            return prepare_run(save_dir, plan, console, env.get("DRY_RUN") == "1")
+
+        status = RunBarrier(save_dir, rank).leader_first(bookkeeping)
+        if status == ALREADY_FINISHED:
+            return 0
+        if status != 0 and not rank.leader:
+            console.say(f"rank {rank.rank}: rank 0 stopped before training (exit status {status}); see its output",
+                        log=False)
+        if status != 0 or env.get("DRY_RUN") == "1":
+            return status
+        return train(plan, save_dir, console, rank, verbose)
 
 
-def _run_locked(plan: LaunchPlan, save_dir: str, console: RunConsole, env: Mapping[str, str], verbose: bool) -> int:
+def prepare_run(save_dir: str, plan: LaunchPlan, console: RunConsole, dry_run: bool) -> int:
+    """The run's bookkeeping before training (global rank 0 only): repair torn checkpoints, skip a
+    finished run (ALREADY_FINISHED), write the plan into train.log; 0, or 2 when there is no intact
+    checkpoint to resume from."""
     try:
         for message in repair_run_checkpoints(save_dir, bool(plan.cfg.checkpoint.maximize_best_checkpoint_metric)):
             console.say(message)
@@ -150,25 +162,39 @@ def _run_locked(plan: LaunchPlan, save_dir: str, console: RunConsole, env: Mappi
     if done is not None:  # said on the console only: a finished run's files stay untouched
         console.say(f"{save_dir} already finished ({done}); nothing to do (raise optimization.max_update to "
                     "train further)", log=False)
-        return 0
+        return ALREADY_FINISHED
     for line in plan.lines:
         console.say(line)
-    if env.get("DRY_RUN") == "1":
-        return 0
-    console.say(f"log: {console.log_path}")
-    rank = int(env.get("SLURM_PROCID", "0"))
-    progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank == 0)
+    if not dry_run:
+        console.say(f"log: {console.log_path}")
+    return 0
+
+
+def train(plan: LaunchPlan, save_dir: str, console: RunConsole, rank: LaunchRank, verbose: bool) -> int:
+    """Run the training command; rank 0 then waits for the other tasks and records resources.json.
+    The exit status of the training command."""
+    barrier = RunBarrier(save_dir, rank)
+    log_path = console.log_path if rank.leader else os.path.join(save_dir, f"train.rank{rank.rank}.log")
+    progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank.leader)
     resources = {}
-    start = log_size(console.log_path)
-    status = run_logged(plan.command, console.log_path, progress=progress, echo=verbose, resources=resources)
-    record_resources(save_dir, resources)
+    start = log_size(log_path)
+    status = run_logged(plan.command, log_path, progress=progress, echo=verbose, resources=resources)
+    if rank.leader:
+        late = barrier.wait_for_end() if status == 0 else []  # a failed run's other ranks fail or are killed
+        record_resources(save_dir, resources)
+        if late:
+            console.say(f"ranks {', '.join(map(str, late))} did not end their training within "
+                        f"{barrier.end_timeout_s:.0f} s of rank 0; resources.json lacks their last records")
+    else:
+        barrier.arrive_at_end()
     if status != 0:
-        reported = reported_error(console.log_path, start)
+        reported = reported_error(log_path, start)
         if reported is not None:  # the plugin's one line for a user's error: it says it all
-            console.say(f"error: {reported} (the whole log: {console.log_path})")
+            console.say(f"error: {reported} (the whole log: {log_path})", log=rank.leader)
             return status
-        print(tail(console.log_path), file=sys.stderr)
-        console.say(f"training failed (exit status {status}); the whole log: {console.log_path}")
+        print(tail(log_path), file=sys.stderr)
+        console.say(f"training failed (exit status {status}); the whole log: {log_path}", log=rank.leader)
         return status
-    console.say(f"done: {save_dir}/checkpoint_last.pt (TensorBoard: tensorboard --logdir {save_dir}/tb)")
+    if rank.leader:
+        console.say(f"done: {save_dir}/checkpoint_last.pt (TensorBoard: tensorboard --logdir {save_dir}/tb)")
     return 0
