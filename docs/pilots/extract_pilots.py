@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 RUNS = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/pilot_out/runs")
 OUT = Path(__file__).resolve().parent
 RECORD = re.compile(r"\| (valid_mask_only|valid|train_inner|train) \| (\{.*\})")
-SHAPE = {"roberta_tiny": "2 x 64", "roberta_small": "4 x 256"}  # layers x width, as the model prints show
+SHAPE = {"roberta_tiny": "2 x 64", "linformer_roberta_tiny": "2 x 64", "roberta_small": "4 x 256"}  # layers x width, as the model prints show
 
 
 def fairseq_config(line):
@@ -31,7 +31,7 @@ def fairseq_config(line):
 
 def launch_overrides(launcher):
     """The Hydra overrides (last one wins), from the command, or from Hydra's error line for a run that never started."""
-    m = re.search(r"--config-name roberta (.*)$", launcher, re.M) or re.search(r"with overrides (.*?): Ambiguous", launcher)
+    m = re.search(r"--config-name (?:roberta|linformer) (.*)$", launcher, re.M) or re.search(r"with overrides (.*?): Ambiguous", launcher)
     return dict(tok.lstrip("+").split("=", 1) for tok in shlex.split(m.group(1)) if "=" in tok)
 
 
@@ -75,7 +75,7 @@ def read_pilot(run):
     if hydra_error:
         ended += ": Hydra " + hydra_error.group(1) + " (unquoted comma read as a sweep)"
     settings = dict(
-        pilot=run.name, size=arch.replace("roberta_", ""), layers_x_width=SHAPE[arch],
+        pilot=run.name, size=arch.replace("linformer_", "").replace("roberta_", ""), layers_x_width=SHAPE[arch],
         vocab=corpus.group(1) if corpus else "not logged", n=get("task.tokens_per_sample", ov["length"][1:]),
         tokens_per_update=get("task.tokens_per_update", ""), lr=str(get("optimization.lr", "")).strip("[]"),
         mask_prob=get("task.mask_prob", 0.15), pre_ln=str(get("model.encoder_normalize_before", False)).lower() == "true",

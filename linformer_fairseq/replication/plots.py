@@ -16,7 +16,8 @@ SEED_STYLES = ["-", "-.", ":", (0, (5, 1))]
 def plot_sweep(rows, curves, sweep: str, settings: dict, path: PathLike) -> None:
     """[MASK] perplexity against updates (left) and training wall time (right): at one n, a curve per k
     and RoBERTa in black (``k_sweep``, Figure 3 a, b), or at one k, a curve per n with RoBERTa dashed in
-    the same colour (``n_sweep``, c, d); one line style per seed; the unigram floor of each n in grey.
+    the same colour (``n_sweep``, c, d); one line style per seed (k sweep: RoBERTa black, every seed its style);
+    the unigram floor of each n in grey.
     ``curves[run]``: {"mask": [(update, wall seconds, ppl)], "floor": the unigram floor}."""
     plt = pyplot()
     members = [row for row in rows if sweep in row["sweeps"] and curves[row["run"]]["mask"]]
@@ -30,7 +31,7 @@ def plot_sweep(rows, curves, sweep: str, settings: dict, path: PathLike) -> None
         seed = f", seed {row['seed']}" if len(seeds) > 1 else ""
         if sweep == "k_sweep":
             colour = "black" if roberta else colours[ks.index(row["k"]) % len(colours)]
-            style = SEED_STYLES[seeds.index(row["seed"]) % len(SEED_STYLES)] if not roberta else "--"
+            style = SEED_STYLES[seeds.index(row["seed"]) % len(SEED_STYLES)]  # RoBERTa: black
             label = (f"RoBERTa{seed}" if roberta else f"Linformer k = {row['k']}{seed}")
         else:
             colour = colours[ns.index(row["n"]) % len(colours)]
