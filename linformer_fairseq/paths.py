@@ -17,7 +17,6 @@ INSTALLED = os.path.isdir(os.path.join(PLUGIN_DIR, "configs"))
 CONFIGS = os.path.join(PLUGIN_DIR if INSTALLED else REPOSITORY, "configs")
 SAMPLE_DATA = os.path.join(PLUGIN_DIR if INSTALLED else REPOSITORY, "sample_data")
 DOCS = os.path.join(REPOSITORY, "docs")
-BENCHMARKS_DOC = os.path.join(DOCS, "benchmarks.md")  # the speed targets' table is written into it
 
 
 def output_root() -> str:

@@ -113,16 +113,22 @@ def test_fast_mode_runs_every_stage_and_reports_the_runs_own_numbers(finished):
 
 
 @pytest.mark.slow
-def test_a_rerun_reuses_finished_runs_and_an_unfinished_run_resumes_from_its_checkpoint(finished):
+def test_a_rerun_reuses_finished_runs_and_never_trains_a_finished_checkpoint_again(finished):
+    """A run whose stage marker is gone (as if killed after its last checkpoint) goes back to the
+    launcher, which finds its checkpoint at max_update and leaves it untouched. (That the launcher
+    resumes an unfinished run exactly: tests/test_pretrain_script.py.)"""
     out, _ = finished
-    os.remove(out / ".done" / "linformer_n64_k16_s1")  # as if killed after its last checkpoint
+    run = out / "runs" / "linformer_n64_k16_s1"
+    log_before = (run / "train.log").read_bytes()
+    checkpoint_before = (run / "checkpoint_last.pt").read_bytes()
+    os.remove(out / ".done" / "linformer_n64_k16_s1")
     proc = replicate_fast(out)
     assert proc.returncode == 0, proc.stdout[-5000:]
     assert "roberta_n64_s1: done before, reused" in proc.stdout and "linformer_n64_k16_s1: finished in" in proc.stdout
-    log = (out / "runs" / "linformer_n64_k16_s1" / "train.log").read_text()
-    resumed = log.split("checkpoint_last.pt (epoch")[-1]
-    assert re.search(r"Loaded checkpoint \S+checkpoint_last\.pt \(epoch \d+ @ 6 updates\)", log)
-    assert '"num_updates": "1"' not in resumed  # continued, not trained again from the start
+    stage_log = (out / "logs" / "linformer_n64_k16_s1.log").read_text()
+    assert re.search(r"already finished \(.*\); nothing to do", stage_log), stage_log[-2000:]
+    assert (run / "train.log").read_bytes() == log_before
+    assert (run / "checkpoint_last.pt").read_bytes() == checkpoint_before
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ tests check that it and the layer counts see what a real CPU run of fairseq's co
 """
 
 import copy
+import os
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from linformer_fairseq.bench import speed_targets
+from linformer_fairseq.paths import DOCS
 from tests.model_factory import build_model, write_dictionary
 
 TINY = ("--encoder-layers", 2, "--encoder-embed-dim", 64, "--encoder-ffn-embed-dim", 128,
@@ -50,8 +52,15 @@ def test_every_target_is_below_its_ceiling_and_the_docs_table_is_current():
     """Builds roberta_base and ours at n = 512 and 4096 (about 25 s)."""
     for target in speed_targets.TARGETS:
         assert target.threshold < target.ceiling(), target.name
-    with open(speed_targets.DOCS_PATH, encoding="utf-8") as f:
-        docs = f.read()
-    generated = docs.split(speed_targets.TABLE_BEGIN)[1].split(speed_targets.TABLE_END)[0]
-    assert generated.strip() == speed_targets.targets_table().strip(), \
-        "docs/benchmarks.md: run linformer-speed-targets --docs"
+    with open(os.path.join(DOCS, speed_targets.TABLE_FILE), encoding="utf-8") as f:
+        committed = f.read()
+    assert speed_targets.targets_table().strip() in committed, "docs/speed_targets.md is stale: run linformer-speed-targets --out docs"
+    with open(os.path.join(DOCS, "benchmarks.md"), encoding="utf-8") as f:
+        quoted = f.read().splitlines()
+    assert [line for line in committed.splitlines() if line.startswith("| ") and line not in quoted] == []
+
+
+def test_the_table_is_written_to_a_file_of_its_own_not_into_the_docs(tmp_path):
+    path = speed_targets.write_table(str(tmp_path / "out"), "| a | b |\n|---|---|\n| 1 | 2 |")
+    assert path == str(tmp_path / "out" / "speed_targets.md")
+    assert "| 1 | 2 |" in open(path, encoding="utf-8").read()

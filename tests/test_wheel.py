@@ -1,6 +1,8 @@
 """The package as a wheel, not an editable install: it carries the project's licence, configs/ and
-sample_data/, and runs the quick start (every stage: corpus, both pretraining launches, fine-tuning
-launch, export, tables) and the other launchers' plans from a directory outside the checkout.
+sample_data/, and from a directory outside the checkout runs what the quick start runs with them (the
+fine-tuning data preparation of the packaged sample, the pretraining and fine-tuning launchers with the
+packaged configs, the export) and the other launchers' plans. (The quick start itself, from the
+checkout as the README runs it: tests/test_quickstart.py.)
 
 The wheel goes into a fresh venv with ``--no-deps``; its dependencies are this venv's (a .pth line
 puts this venv's site-packages after the new venv's own, without this venv's editable-install hook), so
@@ -82,7 +84,7 @@ def test_the_wheel_carries_the_licence_configs_and_sample_data(wheel):
     assert open(os.path.join(REPOSITORY, "LICENSE")).readline() == "MIT License\n" and LICENSE == "mit"
 
 
-def test_the_installed_package_runs_the_quick_start_outside_the_checkout(installed, tmp_path):
+def test_the_installed_package_runs_the_quick_starts_steps_outside_the_checkout(installed, text_data, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = run_installed(installed, elsewhere, "python", "-c",
@@ -91,16 +93,30 @@ def test_the_installed_package_runs_the_quick_start_outside_the_checkout(install
     assert plugin_dir.startswith(str(installed.parent)) and configs == os.path.join(plugin_dir, "configs")
     assert output_root == str(elsewhere)
 
-    # the quick start with its fewest updates: every stage and launcher, the configs and sample data the wheel's
-    proc = run_installed(installed, elsewhere, "linformer-quickstart", "--fast", "--out", "out", timeout=1200,
-                         PRETRAIN_UPDATES="2", FINETUNE_UPDATES="2")
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    pretrain_log = open(elsewhere / "out" / "logs" / "pretrain_linformer.log").read()
-    assert f"--config-dir {configs}/pretraining " in pretrain_log and f"common.user_dir={plugin_dir} " in pretrain_log
-    source = json.load(open(elsewhere / "out" / "sst2" / "meta.json"))["settings"]["source"]
+    # the quick start's steps on the packaged sample data and configs, with the fewest updates
+    tokenizer_dir = os.path.dirname(text_data["spm"])
+    prepared = run_installed(installed, elsewhere, "python", "-m", "linformer_data_prep.finetune_data", "--task", "sst2",
+                             "--source", os.path.join(plugin_dir, "sample_data", "SST-2"), "--tokenizer-dir",
+                             tokenizer_dir, "--out", "sst2", "--max-positions", 64)
+    assert prepared.returncode == 0, prepared.stdout[-3000:]
+    source = json.load(open(elsewhere / "sst2" / "meta.json"))["settings"]["source"]
     assert source == os.path.join(plugin_dir, "sample_data", "SST-2")
-    assert os.path.isfile(elsewhere / "out" / "hf_model" / "model.safetensors")
-    assert os.path.isfile(elsewhere / "out" / "results" / "results.md")
+    pretrained = run_installed(installed, elsewhere, "linformer-pretrain", "tiny_n64_k16", text_data["pretraining"],
+                               "pretrain", "optimization.max_update=2", "task.tokens_per_update=512",
+                               "dataset.validate_interval_updates=2", CPU="1")
+    assert pretrained.returncode == 0, pretrained.stdout[-3000:]
+    pretrain_log = open(elsewhere / "pretrain" / "train.log").read()
+    assert f"--config-dir {configs}/pretraining " in pretrain_log and f"common.user_dir={plugin_dir} " in pretrain_log
+    finetuned = run_installed(installed, elsewhere, "linformer-finetune", "sst2", elsewhere / "pretrain" / "checkpoint_last.pt",
+                              "optimization.max_update=2", "lr_scheduler.warmup_updates=1",
+                              CPU="1", CONFIG="quick", DATA_DIR=str(elsewhere / "sst2"), RUN_DIR=str(elsewhere / "run"))
+    assert finetuned.returncode == 0, finetuned.stdout[-3000:]
+    record = json.load(open(elsewhere / "run" / "run.json"))
+    assert record["status"] == "finished" and record["config"] == "quick" and record["lr"] == 0.001  # quick.yaml's lr
+    exported = run_installed(installed, elsewhere, "linformer-export-hf", elsewhere / "run" / "checkpoints" / "checkpoint_best.pt",
+                             "hf_model")
+    assert exported.returncode == 0, exported.stdout[-3000:]
+    assert os.path.isfile(elsewhere / "hf_model" / "model.safetensors")
 
     # the other launchers find their presets and plans in the installed package
     replicate = run_installed(installed, elsewhere, "linformer-replicate", "--fast", "--list")
