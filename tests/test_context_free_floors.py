@@ -168,3 +168,24 @@ def test_validation_masks_at_its_own_rate_so_recipes_with_other_rates_are_scored
     assert abs(selected_share(task, "train") - 0.4) < 0.03
     assert abs(selected_share(task, "valid") - 0.15) < 0.03
     assert abs(selected_share(task, "valid_mask_only") - 0.15) < 0.03
+
+
+def test_validation_scores_every_block_whatever_the_seed(tmp_path):
+    """fairseq's batch_by_size drops the remainder of the last batch beyond a multiple of
+    --required-batch-size-multiple; validation batches keep every block, so the floors of runs with
+    different seeds are those of the same blocks."""
+    lines = [" ".join(WORDS[(i + j) % 4] for j in range(3 + i % 3)) for i in range(30)]
+    shard = write_shard(tmp_path / "shard0", lines, WORDS)
+    for seed in (1, 2):
+        task = make_task(shard, seed=seed)
+        for split in ("valid", "valid_mask_only"):
+            task.load_dataset(split)
+            blocks = len(task.dataset(split))
+            assert blocks % 8 != 0  # fairseq alone would drop blocks % 8 of them
+            batches = task.get_batch_iterator(dataset=task.dataset(split), max_sentences=8, seed=seed,
+                                              required_batch_size_multiple=8).frozen_batches
+            assert sorted(i for batch in batches for i in batch) == list(range(blocks)), (seed, split)
+    task.load_dataset("train")  # training batches keep fairseq's rounding (and the training data order)
+    batches = task.get_batch_iterator(dataset=task.dataset("train"), max_sentences=8, seed=2,
+                                      required_batch_size_multiple=8).frozen_batches
+    assert all(len(batch) % 8 == 0 for batch in batches)

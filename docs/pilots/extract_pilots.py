@@ -2,6 +2,8 @@
 
 Reads RUNS/*/launcher.log (command, exit status) and RUNS/*/train.log (fairseq's config dump, json records);
 writes pilots.csv, pilots_settings.csv, pilots.png here; prints the [MASK]/unigram ratio at updates 200..1000.
+Pilots already in pilots.csv and absent from RUNS are kept (the raw logs of earlier batches are not kept);
+a pilot found in RUNS replaces its rows.
 Usage: python docs/pilots/extract_pilots.py [RUNS]   (RUNS defaults to /work/pilot_out/runs)
 """
 import ast
@@ -71,12 +73,16 @@ def read_pilot(run):
     all_mask = float(get("task.leave_unmasked_prob", 0.1)) == 0 and float(get("task.random_token_prob", 0.1)) == 0
     learned = str(get("model.encoder_learned_pos", True)).lower() != "false"
     corpus = re.search(r"corpus(\d+k)", str(get("task.data", "")))
+    dictionary = Path(str(get("task.data", ""))) / "dict.txt"
+    if not corpus and dictionary.exists():  # a corpus directory without the size in its name: its dictionary's
+        corpus = re.match(r"(.*)", f"{round(len(dictionary.read_text().splitlines()) / 1000)}k")
     ended = {"0": "finished", "143": "killed (SIGTERM, exit 143; no reason in the log)"}.get(exit_code, f"failed (exit {exit_code})")
     if hydra_error:
         ended += ": Hydra " + hydra_error.group(1) + " (unquoted comma read as a sweep)"
     settings = dict(
         pilot=run.name, size=arch.replace("linformer_", "").replace("roberta_", ""), layers_x_width=SHAPE[arch],
-        vocab=corpus.group(1) if corpus else "not logged", n=get("task.tokens_per_sample", ov["length"][1:]),
+        vocab=corpus.group(1) if corpus else "not logged", projection=get("model.projection", "") or "",
+        k=get("model.compressed_dim", "") if arch.startswith("linformer") else "", n=get("task.tokens_per_sample", ov["length"][1:]),
         tokens_per_update=get("task.tokens_per_update", ""), lr=str(get("optimization.lr", "")).strip("[]"),
         mask_prob=get("task.mask_prob", 0.15), pre_ln=str(get("model.encoder_normalize_before", False)).lower() == "true",
         positions="learned" if learned else "sinusoidal (embeddings scaled by sqrt(d))",
@@ -93,21 +99,40 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
-pilots = [read_pilot(run) for run in sorted(p for p in RUNS.iterdir() if (p / "launcher.log").exists())]
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def number(value):
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        return value
+
+
+new = [read_pilot(run) for run in sorted(p for p in RUNS.iterdir() if (p / "launcher.log").exists())]
+names = {settings["pilot"] for _, settings in new}
+fields = list(new[0][1]) if new else None
+kept = [] if not (OUT / "pilots_settings.csv").exists() else [
+    ([{k: number(v) for k, v in row.items()} for row in read_csv(OUT / "pilots.csv") if row["pilot"] == s["pilot"]],
+     {**{k: "" for k in fields or s}, **s}) for s in read_csv(OUT / "pilots_settings.csv") if s["pilot"] not in names]
+pilots = sorted(kept + new, key=lambda pilot: pilot[1]["pilot"])
 write_csv(OUT / "pilots.csv", [row for rows, _ in pilots for row in rows])
-write_csv(OUT / "pilots_settings.csv", [settings for _, settings in pilots])
+write_csv(OUT / "pilots_settings.csv", [{k: settings.get(k, "") for k in (fields or settings)} for _, settings in pilots])
 
 fig, ax = plt.subplots(figsize=(12, 8))
 for rows, s in pilots:
     if rows:
-        label = (f"{s['pilot'][0]}: {s['size']} n={s['n']} vocab {s['vocab']}, {s['tokens_per_update']} tok/upd, lr {s['lr']}, "
+        label = (f"{s['pilot'].split('_')[0]}: {s['size']} n={s['n']}" + (f" Linformer k={s['k']} {s['projection']}" if s.get("k") else "")
+                 + f" vocab {s['vocab']}, {s['tokens_per_update']} tok/upd, lr {s['lr']}, "
                  f"mask_prob {s['mask_prob']}" + (", all-[MASK]" if s["masking"] == "all-[MASK]" else "")
                  + (", sinusoidal" if s["positions"] != "learned" else "")
                  + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else ""))
         ax.plot([r["update"] for r in rows], [r["mask_ratio_to_unigram"] for r in rows], marker="o", markersize=3, label=label)
 ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="unigram floor (1.0)")
 ax.axhline(0.5, color="red", linewidth=1, linestyle=":", label="issue 19 target (0.5)")
-ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.4, 1.2), xlim=(0, 1050),
+ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2), xlim=(0, 1050),
        title="Issue 19 pretraining pilots (2026-12-03): [MASK] perplexity / unigram floor, validated at whole blocks")
 ax.grid(alpha=0.3)
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8.5)

@@ -174,6 +174,17 @@ class LinformerMaskedLMTask(MaskedLMTask):
             dataset = self._regular_dataset(src_dataset, target_dataset)
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
 
+    def get_batch_iterator(self, dataset, *args, required_batch_size_multiple=1, **kwargs):
+        # fairseq 0.12's batch_by_size rounds the last batch down to a multiple of
+        # --required-batch-size-multiple (8 by default) and drops the rest: a validation then skips up
+        # to 7 blocks, which ones depending on the shuffle of --seed, so runs with different seeds are
+        # scored (and their floors computed) on different blocks. Evaluation batches are not rounded;
+        # training batches keep the setting (and the training data order).
+        if dataset is not self.datasets.get("train"):
+            required_batch_size_multiple = 1
+        return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=required_batch_size_multiple,
+                                          **kwargs)
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         length = block_length_at(self.block_lengths, update_num)
         if length is not None and sample:
