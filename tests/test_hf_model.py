@@ -294,3 +294,21 @@ def test_weights_are_written_as_save_pretrained_writes_them(exported):
     for directory in exported.values():
         modes = {name: os.stat(os.path.join(directory, name)).st_mode & 0o777 for name in ("model.safetensors", "config.json")}
         assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}, modes
+
+
+@pytest.mark.parametrize("name,kind,labels", [("masked_lm", "AutoModelForMaskedLM", "tokens"),
+                                              ("classifier", "AutoModelForSequenceClassification", [0, 1])])
+def test_return_dict_false_gives_the_tuple_transformers_models_give(exported, name, kind, labels):
+    """(loss, logits, hidden states) without the Nones, as a ModelOutput's to_tuple(); no loss without labels."""
+    model = load(exported[name], kind).eval()
+    batch = batch_of(exported[name], sentences()[:2])
+    target = batch["input_ids"].clone() if labels == "tokens" else torch.tensor(labels)
+    with torch.no_grad():
+        as_dict = model(**batch, labels=target, output_hidden_states=True)
+        as_tuple = model(**batch, labels=target, output_hidden_states=True, return_dict=False)
+        no_labels = model(**batch, return_dict=False)
+    assert len(as_tuple) == len(as_dict.to_tuple()) == 3 and len(no_labels) == 1
+    torch.testing.assert_close(as_tuple[0], as_dict.loss, rtol=0, atol=0)
+    torch.testing.assert_close(as_tuple[1], as_dict.logits, rtol=0, atol=0)
+    assert len(as_tuple[2]) == len(as_dict.hidden_states) == model.config.num_hidden_layers + 1
+    torch.testing.assert_close(no_labels[0], as_dict.logits, rtol=0, atol=0)

@@ -129,6 +129,15 @@ class LinformerPreTrainedModel(PreTrainedModel):
         if isinstance(module, LinearProjection):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
+    def _head_output(self, output_class, loss, logits, encoded, return_dict):
+        """A head's output as transformers models return it: ``output_class``, or with ``return_dict=False``
+        the tuple (loss, logits, hidden states, attentions) without its Nones."""
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            rest = tuple(v for v in (encoded.hidden_states, encoded.attentions) if v is not None)
+            return ((loss,) if loss is not None else ()) + (logits,) + rest
+        return output_class(loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions)
+
 
 class LinformerModel(LinformerPreTrainedModel):
     """The encoder (fairseq's ``encoder.sentence_encoder``): embeddings, layers and, pre-LN, the final
@@ -249,17 +258,13 @@ class LinformerForMaskedLM(LinformerPreTrainedModel):
                 output_attentions=None, return_dict=None, **kwargs):
         """Logits over the vocabulary at every position; with ``labels`` (-100 where not masked),
         the masked-LM cross-entropy."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.linformer(input_ids, attention_mask, output_hidden_states=output_hidden_states,
                              output_attentions=output_attentions, return_dict=True)
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), labels.view(-1), ignore_index=-100)
-        if not return_dict:
-            rest = tuple(v for v in (out.hidden_states, out.attentions) if v is not None)
-            return ((loss,) if loss is not None else ()) + (logits,) + rest
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return self._head_output(MaskedLMOutput, loss, logits, out, return_dict)
 
 
 class LinformerClassificationHead(nn.Module):
@@ -291,7 +296,6 @@ class LinformerForSequenceClassification(LinformerPreTrainedModel):
                 output_attentions=None, return_dict=None, **kwargs):
         """Logits over ``config.id2label``; with ``labels``, the cross-entropy (mean squared error
         for one label, as fairseq's --regression-target)."""
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.linformer(input_ids, attention_mask, output_hidden_states=output_hidden_states,
                              output_attentions=output_attentions, return_dict=True)
         logits = self.classifier(out.last_hidden_state)
@@ -301,8 +305,4 @@ class LinformerForSequenceClassification(LinformerPreTrainedModel):
                 loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
             else:
                 loss = F.cross_entropy(logits.float(), labels.view(-1))
-        if not return_dict:
-            rest = tuple(v for v in (out.hidden_states, out.attentions) if v is not None)
-            return ((loss,) if loss is not None else ()) + (logits,) + rest
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
-                                        attentions=out.attentions)
+        return self._head_output(SequenceClassifierOutput, loss, logits, out, return_dict)
