@@ -121,24 +121,24 @@ pilots = sorted(kept + new, key=lambda pilot: pilot[1]["pilot"])
 write_csv(OUT / "pilots.csv", [row for rows, _ in pilots for row in rows])
 write_csv(OUT / "pilots_settings.csv", [{k: settings.get(k, "") for k in (fields or settings)} for _, settings in pilots])
 
-fig, ax = plt.subplots(figsize=(12, 8))
+fig, ax = plt.subplots(figsize=(13, 9))
 colours = iter(plt.get_cmap("tab20").colors)
 for rows, s in pilots:
     if rows:
         colour = next(colours)
         label = (f"{s['pilot'].split('_')[0]}: {s['size']} n={s['n']}" + (f" Linformer k={s['k']} {s['projection']}" if s.get("k") else "")
-                 + f" vocab {s['vocab']}, {s['tokens_per_update']} tok/upd, lr {s['lr']}, "
-                 f"mask_prob {s['mask_prob']}" + (", all-[MASK]" if s["masking"] == "all-[MASK]" else "")
+                 + f" vocab {s['vocab']}, {s['tokens_per_update']} tok, lr {s['lr']}, "
+                 f"mask {s['mask_prob']}" + (", all-[MASK]" if s["masking"] == "all-[MASK]" else "")
                  + (", sinusoidal" if s["positions"] != "learned" else "")
                  + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else ""))
         ax.plot([r["update"] for r in rows], [r["mask_ratio_to_unigram"] for r in rows], marker="o", markersize=3, label=label,
                 color=colour, linestyle="--" if s.get("k") else "-")  # dashed: Linformer
 ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="unigram floor (1.0)")
 ax.axhline(0.5, color="red", linewidth=1, linestyle=":", label="issue 19 target (0.5)")
-ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2), xlim=(0, 1050),
+ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2), xlim=(0, 2050),
        title="Issue 19 pretraining pilots (2026-12-03): [MASK] perplexity / unigram floor, validated at whole blocks")
 ax.grid(alpha=0.3)
-ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8.5)
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7.5)
 fig.tight_layout()
 fig.savefig(OUT / "pilots.png", dpi=120)
 
