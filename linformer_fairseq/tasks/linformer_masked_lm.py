@@ -174,7 +174,8 @@ class LinformerMaskedLMTask(MaskedLMTask):
             dataset = self._regular_dataset(src_dataset, target_dataset)
         self.datasets[split] = SortDataset(dataset, sort_order=[shuffle, src_dataset.sizes])
 
-    def get_batch_iterator(self, dataset, *args, required_batch_size_multiple=1, **kwargs):
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, *args, **kwargs):
         # fairseq 0.12's batch_by_size rounds the last batch down to a multiple of
         # --required-batch-size-multiple (8 by default) and drops the rest: a validation then skips up
         # to 7 blocks, which ones depending on the shuffle of --seed, so runs with different seeds are
@@ -182,8 +183,8 @@ class LinformerMaskedLMTask(MaskedLMTask):
         # training batches keep the setting (and the training data order).
         if dataset is not self.datasets.get("train"):
             required_batch_size_multiple = 1
-        return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=required_batch_size_multiple,
-                                          **kwargs)
+        return super().get_batch_iterator(dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
+                                          required_batch_size_multiple, *args, **kwargs)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         length = block_length_at(self.block_lengths, update_num)
