@@ -74,14 +74,14 @@ def read_pilot(run):
     learned = str(get("model.encoder_learned_pos", True)).lower() != "false"
     corpus = re.search(r"corpus(\d+k)", str(get("task.data", "")))
     dictionary = Path(str(get("task.data", ""))) / "dict.txt"
-    if not corpus and dictionary.exists():  # a corpus directory without the size in its name: its dictionary's
-        corpus = re.match(r"(.*)", f"{round(len(dictionary.read_text().splitlines()) / 1000)}k")
+    vocab = (corpus.group(1) if corpus  # else the size of its dictionary, for a corpus directory named otherwise
+             else f"{round(len(dictionary.read_text().splitlines()) / 1000)}k" if dictionary.exists() else "not logged")
     ended = {"0": "finished", "143": "killed (SIGTERM, exit 143; no reason in the log)"}.get(exit_code, f"failed (exit {exit_code})")
     if hydra_error:
         ended += ": Hydra " + hydra_error.group(1) + " (unquoted comma read as a sweep)"
     settings = dict(
         pilot=run.name, size=arch.replace("linformer_", "").replace("roberta_", ""), layers_x_width=SHAPE[arch],
-        vocab=corpus.group(1) if corpus else "not logged", projection=get("model.projection", "") or "",
+        vocab=vocab, projection=get("model.projection", "") or "",
         k=get("model.compressed_dim", "") if arch.startswith("linformer") else "", n=get("task.tokens_per_sample", ov["length"][1:]),
         tokens_per_update=get("task.tokens_per_update", ""), lr=str(get("optimization.lr", "")).strip("[]"),
         mask_prob=get("task.mask_prob", 0.15), pre_ln=str(get("model.encoder_normalize_before", False)).lower() == "true",
