@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from linformer_fairseq.tasks.block_length_schedule import block_length_at, parse_schedule, split_blocks
+from fairseq.modules import LearnedPositionalEmbedding
+
+from linformer_fairseq.tasks.block_length_schedule import (
+    PositionOffsets,
+    block_length_at,
+    parse_schedule,
+    split_blocks,
+)
 
 PAD = 1
 
@@ -23,11 +30,40 @@ def test_cutting_keeps_tokens_targets_and_order_and_drops_only_padding():
     target = torch.tensor([[PAD, 5, PAD, PAD, 8, PAD, PAD, PAD], [PAD, PAD, 12, PAD, PAD, PAD, PAD, PAD]])
     sample = {"id": torch.tensor([3, 4]), "nsentences": 2, "ntokens": 12,
               "net_input": {"src_tokens": tokens, "src_lengths": torch.tensor([8, 4])}, "target": target}
-    cut = split_blocks(sample, 3, PAD)
+    cut, offsets = split_blocks(sample, 3, PAD)
+    assert offsets.tolist() == [0, 3, 6, 0, 3]  # each piece's first position in its block
     assert cut["net_input"]["src_tokens"].tolist() == [[0, 5, 6], [7, 8, 9], [10, 2, PAD], [0, 11, 12], [2, PAD, PAD]]
     assert cut["target"].tolist() == [[PAD, 5, PAD], [PAD, 8, PAD], [PAD, PAD, PAD], [PAD, PAD, 12], [PAD, PAD, PAD]]
     assert cut["net_input"]["src_lengths"].tolist() == [3, 3, 2, 3, 1]
     assert cut["nsentences"] == 5 and cut["ntokens"] == 12
     real = tokens[tokens.ne(PAD)]
     assert torch.equal(cut["net_input"]["src_tokens"][cut["net_input"]["src_tokens"].ne(PAD)], real)
-    assert split_blocks(sample, 8, PAD) is sample  # blocks no longer than the length are left alone
+    assert split_blocks(sample, 8, PAD) == (sample, None)  # blocks no longer than the length are left alone
+
+
+def test_kept_positions_are_the_pieces_positions_in_the_whole_block():
+    torch.manual_seed(0)
+    n, dim = 8, 4
+    model = torch.nn.Sequential(LearnedPositionalEmbedding(n + PAD + 1, dim, PAD))
+    embed = model[0]
+    tokens = torch.tensor([[0, 5, 6, 7, 8, 9, 10, 2], [0, 11, 12, 2, PAD, PAD, PAD, PAD]])
+    whole = embed(tokens)  # [2, 8, 4]: fairseq's positions of the whole blocks
+    sample = {"net_input": {"src_tokens": tokens}, "target": tokens.clone()}
+    cut, offsets = split_blocks(sample, 3, PAD)
+    pieces = cut["net_input"]["src_tokens"]
+    shift = PositionOffsets(model)
+    restarted = embed(pieces)  # offsets unset: fairseq's own positions, every piece from 0
+    assert torch.equal(restarted, torch.nn.functional.embedding(
+        torch.tensor([[2, 3, 4], [2, 3, 4], [2, 3, 1], [2, 3, 4], [2, 1, 1]]), embed.weight, PAD))
+    shift.offsets = offsets
+    kept = embed(pieces)
+    # piece rows: block 0 cut at 0, 3, 6; block 1 at 0, 3 (its last piece holds one token, </s>)
+    expected = [whole[0, 0:3], whole[0, 3:6], torch.cat([whole[0, 6:8], embed.weight[PAD:PAD + 1]]),
+                whole[1, 0:3], torch.cat([whole[1, 3:4], embed.weight[PAD].expand(2, dim)])]
+    for row, want in enumerate(expected):
+        assert torch.equal(kept[row], want), row
+    kept.sum().backward()  # the warm-up trains the embeddings of positions beyond the piece length
+    trained = embed.weight.grad.abs().sum(dim=1).ne(0).nonzero().flatten().tolist()
+    assert trained == list(range(PAD + 1, PAD + 1 + n))
+    shift.offsets = None
+    assert torch.equal(embed(pieces), restarted)

@@ -13,6 +13,14 @@ value: ``task.block_length_schedule='128:2000,256:3000'``, or Hydra reads the co
 whole block by the dataset), in the same order; so the tokens per update, the data order and the
 loss's denominator are those of the unscheduled run. Only the first piece of a block keeps its
 ``<s>``. Validation always uses whole blocks.
+
+Positions: by default each piece is a sequence of its own, numbered from 0 (BERT's short sequences),
+so position embeddings beyond L are not trained before the switch and start from their
+initialisation at n. With ``--block-positions keep`` each piece keeps its positions in the whole
+block (piece i of length L holds positions i*L ... i*L + L - 1): every position embedding trains
+from the first update, and the warm-up only narrows what attention sees (a block-diagonal mask with
+windows of L). ``split_blocks`` returns the offsets; the task adds them to the positions
+(``PositionOffsets``).
 """
 
 from typing import List, Optional, Tuple
@@ -47,13 +55,14 @@ def block_length_at(schedule: List[Tuple[int, int]], update: int) -> Optional[in
     return None
 
 
-def split_blocks(sample: dict, length: int, pad: int) -> dict:
+def split_blocks(sample: dict, length: int, pad: int) -> Tuple[dict, Optional[torch.Tensor]]:
     """The masked-LM batch ``sample`` with every row cut into rows of ``length`` tokens (the last
-    piece padded); rows holding only padding are dropped."""
+    piece padded); rows holding only padding are dropped. Also returns each new row's position
+    offset in its block (piece index x ``length``), shape [rows], or None when nothing was cut."""
     tokens, target = sample["net_input"]["src_tokens"], sample["target"]
     rows, width = tokens.shape
     if width <= length:
-        return sample
+        return sample, None
     pieces = -(-width // length)  # ceil
     extra = pieces * length - width
 
@@ -62,7 +71,33 @@ def split_blocks(sample: dict, length: int, pad: int) -> dict:
         return padded.reshape(rows * pieces, length)                    # [B * pieces, L]
 
     tokens, target = cut(tokens), cut(target)
+    offsets = (torch.arange(pieces, device=tokens.device) * length).repeat(rows)  # [B * pieces]
     keep = tokens.ne(pad).any(dim=1)
-    tokens, target = tokens[keep], target[keep]
+    tokens, target, offsets = tokens[keep], target[keep], offsets[keep]
     net_input = dict(sample["net_input"], src_tokens=tokens, src_lengths=tokens.ne(pad).sum(dim=1))
-    return dict(sample, net_input=net_input, target=target, nsentences=int(tokens.size(0)))
+    return dict(sample, net_input=net_input, target=target, nsentences=int(tokens.size(0))), offsets
+
+
+class PositionOffsets:
+    """Shifts the positions of a model's learned positional embeddings by a per-row offset while
+    ``offsets`` is set (a [rows] tensor), as a forward hook: the parameters and their names are
+    fairseq's, and nothing changes while ``offsets`` is None (validation, whole blocks)."""
+
+    def __init__(self, model: torch.nn.Module):
+        from fairseq.modules import LearnedPositionalEmbedding
+
+        self.offsets: Optional[torch.Tensor] = None
+        self.embeddings = [m for m in model.modules() if isinstance(m, LearnedPositionalEmbedding)]
+        for module in self.embeddings:
+            module.register_forward_hook(self._shift)
+
+    def _shift(self, module, inputs, output):
+        if self.offsets is None or not inputs:
+            return output
+        from fairseq import utils
+
+        tokens = inputs[0]                                           # [rows, L]
+        positions = utils.make_positions(tokens, module.padding_idx)  # [rows, L]: pad_idx + 1 + t, pads pad_idx
+        real = tokens.ne(module.padding_idx)
+        positions = positions + self.offsets.to(positions.device)[:, None] * real  # [rows, L]
+        return torch.nn.functional.embedding(positions, module.weight, module.padding_idx)  # [rows, L, C]

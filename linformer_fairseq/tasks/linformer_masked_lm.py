@@ -39,6 +39,7 @@ from typing import Optional
 import numpy as np
 import torch
 from fairseq import utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.data import Dictionary, MaskTokensDataset, RightPadDataset, SortDataset, data_utils
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
@@ -48,7 +49,7 @@ from ..criterions.context_free_floors import replacement_probs, token_counts, un
 from ..dictionaries import check_shard_dictionaries
 from ..errors import DataMismatch, OptionError
 from ..models.linformer_options import check_sample_fits
-from .block_length_schedule import block_length_at, parse_schedule, split_blocks
+from .block_length_schedule import PositionOffsets, block_length_at, parse_schedule, split_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,12 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
         metadata={"help": "sequence-length warm-up: LENGTH:UNTIL_UPDATE[,...], e.g. 128:2000 trains on the blocks "
                   "cut into pieces of 128 tokens before update 2000, then on whole blocks (BERT's 128-then-512); "
                   "the same tokens, masks and order (tasks/block_length_schedule.py)"},
+    )
+    block_positions: ChoiceEnum(["restart", "keep"]) = field(
+        default="restart",
+        metadata={"help": "positions of the pieces of --block-length-schedule: restart (each piece from 0, as "
+                  "BERT's short sequences) or keep (each piece keeps its positions in the whole block, so every "
+                  "position embedding trains during the warm-up and only attention's span is shortened)"},
     )
     mask_only_seed: int = field(
         default=1,
@@ -123,6 +130,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         self._word_starts = None
         self._context_free_tables = None
         self.block_lengths = parse_schedule(cfg.block_length_schedule)
+        self._position_offsets = None  # PositionOffsets of the model, with --block-positions keep
 
     @classmethod
     def load_dict(cls, cfg):
@@ -188,9 +196,17 @@ class LinformerMaskedLMTask(MaskedLMTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         length = block_length_at(self.block_lengths, update_num)
-        if length is not None and sample:
-            sample = split_blocks(sample, length, self.source_dictionary.pad())
-        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        if length is None or not sample:
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        sample, offsets = split_blocks(sample, length, self.source_dictionary.pad())
+        shift = self._position_offsets if self.cfg.block_positions == "keep" else None
+        if shift is None:
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        shift.offsets = offsets
+        try:
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        finally:
+            shift.offsets = None
 
     def context_free_tables(self) -> dict:
         """The arguments of ``context_free_floors.floor_log_probs`` for this data and masking: log u from
@@ -235,6 +251,11 @@ class LinformerMaskedLMTask(MaskedLMTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         self.check_lengths(model)
+        if self.block_lengths and self.cfg.block_positions == "keep":
+            self._position_offsets = PositionOffsets(model)
+            if not self._position_offsets.embeddings:
+                raise OptionError("--block-positions keep (task.block_positions) shifts learned positional "
+                                  "embeddings, and this model has none; use --block-positions restart")
         return model
 
     def check_lengths(self, model):
