@@ -94,6 +94,11 @@ class LaunchError(LinformerError, ValueError):
     """A launch setting that cannot work; the message names the setting and what was expected."""
 
 
+class ExportError(LinformerError):
+    """A checkpoint (or its data) that cannot be exported to transformers exactly; the message says
+    why and what to do."""
+
+
 def one_line(error: BaseException) -> str:
     return f"error: {error}"
 

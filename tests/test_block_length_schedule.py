@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from fairseq.modules import LearnedPositionalEmbedding
 
 from linformer_fairseq.tasks.block_length_schedule import (

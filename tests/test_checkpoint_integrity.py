@@ -256,7 +256,7 @@ def test_the_checksums_of_checkpoints_fairseq_deletes_go_with_them(tmp_path, mon
         for updates in (1, 2):
             os.remove(tmp_path / f"checkpoint_1_{updates}.pt")
 
-    monkeypatch.setattr(checkpoint_io.SAVE_CHECKPOINT, "original", fairseq_save)
+    monkeypatch.setattr(checkpoint_io.save_checkpoint, "original", fairseq_save)
     checkpoint_utils.save_checkpoint(SimpleNamespace(save_dir=str(tmp_path)),
                                      SimpleNamespace(should_save_checkpoint_on_current_rank=True), None, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_3.pt", "checkpoint_1_3.pt.sha256",

@@ -19,7 +19,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never ask the Hub
 
-from linformer_fairseq.hf_export import exporter  # noqa: E402
+from linformer_fairseq.hf_export import exporter, tokenizer_files  # noqa: E402
 from tests import checkpoints  # noqa: E402
 from tests.checkpoints import N, save_checkpoint, sentences  # noqa: E402
 from tests.model_factory import parse  # noqa: E402
@@ -107,7 +107,7 @@ def padded_batch(directory, task):
     assert (~real).any() and tokens.size(1) <= N
     spm = os.path.join(directory, "spm.model")
     for row, text in enumerate(texts):  # the ids fairseq's hub interface gives the text
-        assert tokens[row][real[row]].tolist() == exporter.fairseq_encode(task.source_dictionary, spm, text).tolist()
+        assert tokens[row][real[row]].tolist() == tokenizer_files.fairseq_encode(task.source_dictionary, spm, text).tolist()
     return batch, tokens, real
 
 
@@ -286,7 +286,7 @@ def test_config_and_files(exports):
     config = json.load(open(os.path.join(directory, "config.json")))
     assert config["auto_map"] == exporter.AUTO_MAP and config["architectures"] == ["LinformerForSequenceClassification"]
     assert config["shared_layer_kv_compressed"] and config["compressed_dims"] == [8, 8]
-    assert json.load(open(os.path.join(directory, "tokenizer_config.json")))["auto_map"] == exporter.TOKENIZER_AUTO_MAP
+    assert json.load(open(os.path.join(directory, "tokenizer_config.json")))["auto_map"] == tokenizer_files.TOKENIZER_AUTO_MAP
     assert {"tokenizer.json", "spm.model", "dict.txt", "README.md", "model.safetensors"} <= set(os.listdir(directory))
     for name in exporter.ATTENTION_FILES:  # copied verbatim, not rewritten
         with open(os.path.join(exporter.MODULES_DIR, name), "rb") as ours, open(os.path.join(directory, name), "rb") as copy:

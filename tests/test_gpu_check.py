@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from linformer_fairseq.bench import gpu_check
+from linformer_fairseq.bench import gpu_check, gpu_check_plan, gpu_check_report
 from linformer_fairseq.paths import REPOSITORY
 from tests.cli_runner import run
 
@@ -41,8 +41,8 @@ def test_the_shell_launcher_refuses_too(tmp_path):
 
 
 def test_the_gpu_plan_is_the_issue_grid_and_fits_the_budget(tmp_path):
-    plan = gpu_check.gpu_plan()
-    points = gpu_check.attention_points(plan)
+    plan = gpu_check_plan.gpu_plan()
+    points = gpu_check_plan.attention_points(plan)
     unpadded = [p for p in points if p[4] == 1.0]
     assert {(n, k) for _, _, n, k, _ in unpadded if k is not None} == {(n, k) for n in (512, 4096, 65536) for k in (128, 256)}
     assert {m for m, *_ in unpadded} == {"linformer", "reference", "sdpa", "sdpa_math"}
@@ -53,7 +53,7 @@ def test_the_gpu_plan_is_the_issue_grid_and_fits_the_budget(tmp_path):
     assert {(m, n, real) for m, _, n, _, real in padded} == {(m, n, 0.5) for m in ("linformer", "sdpa") for n in (512, 4096)}
     assert len(padded) == 12
     # pretraining: roberta_base and ours at k = 128, 256, n = 512, 4096, bf16, equal tokens and updates
-    commands = gpu_check.pretraining_commands(plan, str(tmp_path))
+    commands = gpu_check_plan.pretraining_commands(plan, str(tmp_path))
     assert [c[1] for c in commands] == ["roberta_base_n512", "base_n512_k128", "base_n512_k256", "roberta_base_n4096",
                                         "base_n4096_k128", "base_n4096_k256"]
     for command in commands:
@@ -61,11 +61,11 @@ def test_the_gpu_plan_is_the_issue_grid_and_fits_the_budget(tmp_path):
         assert f"optimization.max_update={plan.updates}" in command and "checkpoint.no_save=true" in command
     assert plan.precision == "bf16" and 100 <= plan.updates <= 500  # a few hundred updates
     # sized from the FLOP counts: the six runs' training at the assumed rate fills TRAINING_S
-    training = sum(gpu_check.training_seconds(plan, n, k) for n, k in plan.run_pretraining)
-    assert 0.9 * gpu_check.TRAINING_S < training <= gpu_check.TRAINING_S
-    estimate = gpu_check.estimate_seconds(plan)
-    assert "installs" in estimate and sum(estimate.values()) < gpu_check.TOTAL_BUDGET_S < 8 * 60 - 15
-    text = gpu_check.plan_markdown(plan, str(tmp_path))
+    training = sum(gpu_check_plan.training_seconds(plan, n, k) for n, k in plan.run_pretraining)
+    assert 0.9 * gpu_check_plan.TRAINING_S < training <= gpu_check_plan.TRAINING_S
+    estimate = gpu_check_plan.estimate_seconds(plan)
+    assert "installs" in estimate and sum(estimate.values()) < gpu_check_plan.TOTAL_BUDGET_S < 8 * 60 - 15
+    text = gpu_check_plan.plan_markdown(plan, str(tmp_path))
     assert text.count("```") == 2 * 6 and "PRECISION=bf16 NPROC_PER_NODE=1 linformer-pretrain roberta_base_n4096" in text
     assert "| reference | training | 65536 | 128 | 1 | 100% | yes |" in text
     assert "| linformer | training | 4096 | 256 | 16 | 50% | yes |" in text
@@ -76,18 +76,18 @@ def test_the_sizing_uses_the_counted_flops():
     """GFLOP_PER_TOKEN is what speed_targets counts for each model (about 25 s: base models)."""
     from linformer_fairseq.bench.speed_targets import model_training_flops
 
-    for (n, k), gflop in gpu_check.GFLOP_PER_TOKEN.items():
+    for (n, k), gflop in gpu_check_plan.GFLOP_PER_TOKEN.items():
         assert gflop == round(model_training_flops(n, k) / n / 1e9, 4), (n, k)
 
 
 def test_every_limit_counts_from_the_start_of_the_shell_script():
     started = time.time() - 100  # installs took 100 s
-    deadline = gpu_check.deadline_from_start({gpu_check.STARTED_VARIABLE: str(started)})
-    assert abs(deadline - time.monotonic() - (gpu_check.TOTAL_BUDGET_S - 100)) < 2
-    assert abs(gpu_check.deadline_from_start({}) - time.monotonic() - gpu_check.TOTAL_BUDGET_S) < 2
+    deadline = gpu_check.deadline_from_start({gpu_check_plan.STARTED_VARIABLE: str(started)})
+    assert abs(deadline - time.monotonic() - (gpu_check_plan.TOTAL_BUDGET_S - 100)) < 2
+    assert abs(gpu_check.deadline_from_start({}) - time.monotonic() - gpu_check_plan.TOTAL_BUDGET_S) < 2
     with open(os.path.join(REPOSITORY, "scripts", "gpu_check.sh")) as f:
         script = f.read()
-    assert script.index(f"export {gpu_check.STARTED_VARIABLE}") < script.index('bash "$root/scripts/setup_env.sh"')
+    assert script.index(f"export {gpu_check_plan.STARTED_VARIABLE}") < script.index('bash "$root/scripts/setup_env.sh"')
 
 
 def _attention_rows(time_ms, memory_mib):
@@ -99,7 +99,7 @@ def _attention_rows(time_ms, memory_mib):
 
 
 def test_targets_read_the_ratios_at_the_issue_points():
-    plan = gpu_check.gpu_plan()
+    plan = gpu_check_plan.gpu_plan()
     times, memory = {}, {}
     for mode in plan.modes:
         for n in plan.attention_ns:
@@ -113,7 +113,7 @@ def test_targets_read_the_ratios_at_the_issue_points():
     memory[("linformer", "inference", 4096, 256)] = 12.0  # 1.2x SDPA's memory: fails
     training = [dict(n=512, k="", wps=100, status="ok"), dict(n=512, k=128, wps=120, status="ok"),
                 dict(n=4096, k="", wps=100, status="ok"), dict(n=4096, k=256, wps=150, status="ok")]
-    verdicts = {v.target: v for v in gpu_check.check_targets(plan, _attention_rows(times, memory), training)}
+    verdicts = {v.target: v for v in gpu_check_report.check_targets(plan, _attention_rows(times, memory), training)}
     assert len(verdicts) == 11
 
     def find(*words):
@@ -131,7 +131,7 @@ def test_targets_read_the_ratios_at_the_issue_points():
     assert find("words/s", "n = 4096,") == ("1.50x", "FAIL")  # below 1.8x
     # a point that did not run is NOT RUN, never PASS
     training[3]["status"] = "timeout"
-    verdicts = gpu_check.check_targets(plan, _attention_rows(times, memory), training)
+    verdicts = gpu_check_report.check_targets(plan, _attention_rows(times, memory), training)
     assert [v.verdict for v in verdicts if "n = 4096, k = 256" in v.target and "words/s" in v.target] == ["NOT RUN"]
 
 
@@ -140,16 +140,16 @@ def test_thresholds_are_the_speed_targets_derived_from_flop_counts(monkeypatch):
     (the 4096 / 256 words/s target is 1.8x there, derived from its 1.91x ceiling, not the former 2x)."""
     from linformer_fairseq.bench import speed_targets
 
-    plan = gpu_check.gpu_plan()
+    plan = gpu_check_plan.gpu_plan()
     training = [dict(n=n, k=k, wps=wps, status="ok") for n, k, wps in
                 ((512, "", 100), (512, 128, 120), (4096, "", 100), (4096, 256, 185))]
-    words = {v.target: v.verdict for v in gpu_check.check_targets(plan, [], training) if "words/s" in v.target}
+    words = {v.target: v.verdict for v in gpu_check_report.check_targets(plan, [], training) if "words/s" in v.target}
     assert words == {"pretraining words/s (bf16), ours / roberta_base >= 1.1x at n = 512, k = 128": "PASS",
                      "pretraining words/s (bf16), ours / roberta_base >= 1.8x at n = 4096, k = 256": "PASS"}
     raised = [dataclasses.replace(t, threshold=1.9) if (t.level, t.n) == ("model", 4096) else t
               for t in speed_targets.TARGETS]
     monkeypatch.setattr(speed_targets, "TARGETS", tuple(raised))
-    words = {v.target: v.verdict for v in gpu_check.check_targets(plan, [], training) if "words/s" in v.target}
+    words = {v.target: v.verdict for v in gpu_check_report.check_targets(plan, [], training) if "words/s" in v.target}
     assert words["pretraining words/s (bf16), ours / roberta_base >= 1.9x at n = 4096, k = 256"] == "FAIL"
 
 
@@ -189,11 +189,11 @@ def test_dry_run_writes_every_file_and_nothing_else(dry_run):
 @pytest.mark.slow
 def test_dry_run_runs_the_smallest_point_of_each_part(dry_run):
     out, *_ = dry_run
-    plan = gpu_check.dry_run_plan()
+    plan = gpu_check_plan.dry_run_plan()
     attention = read_csv(out / "attention_benchmark.csv")
     assert {(r["method"], r["mode"], r["n"], r["k"], float(r["real_fraction"])) for r in attention} == {
         (m, mode, str(n), str(k) if k is not None else "", real) for m, mode, n, k, real in
-        gpu_check.attention_points(plan, plan.run_attention_ns)}
+        gpu_check_plan.attention_points(plan, plan.run_attention_ns)}
     assert any(float(r["real_fraction"]) == 0.5 for r in attention)  # padded points too
     for r in attention:
         assert r["status"] == "ok" and float(r["peak_mem_mib"]) > 0, r

@@ -15,7 +15,7 @@ import unicodedata
 
 import pytest
 
-from linformer_fairseq.hf_export import exporter
+from linformer_fairseq.hf_export import exporter, tokenizer_files
 from linformer_fairseq.hf_export.fast_tokenizer import build_fast_tokenizer
 from tests.checkpoints import N, sentences
 
@@ -54,9 +54,9 @@ def tokenizers(text_data, tmp_path_factory):
     shutil.copyfile(exporter.REMOTE_DIR / "tokenization_linformer.py", directory / "tokenization_linformer.py")
     spm = str(text_data["spm"])
     symbols = [dictionary[i] for i in range(len(dictionary))]
-    exporter.write_tokenizers(dictionary, spm, build_fast_tokenizer(spm, symbols), N, directory)
+    tokenizer_files.write_tokenizers(dictionary, spm, build_fast_tokenizer(spm, symbols), N, directory)
     fast = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
-    slow = get_class_from_dynamic_module(exporter.TOKENIZER_AUTO_MAP["AutoTokenizer"][0], directory).from_pretrained(directory)
+    slow = get_class_from_dynamic_module(tokenizer_files.TOKENIZER_AUTO_MAP["AutoTokenizer"][0], directory).from_pretrained(directory)
     return fast, slow, dictionary, spm
 
 
@@ -73,13 +73,13 @@ def test_fast_slow_and_fairseq_ids_agree(tokenizers):
     fast, slow, dictionary, spm = tokenizers
     unknown = 0
     for text in texts():
-        expected = exporter.fairseq_encode(dictionary, spm, text).tolist()
+        expected = tokenizer_files.fairseq_encode(dictionary, spm, text).tolist()
         assert fast(text)["input_ids"] == slow(text)["input_ids"] == expected, text
         unknown += expected.count(dictionary.unk())
     assert unknown > 5  # the other scripts meet <unk>, as in fairseq
     pairs = list(zip(sentences(lengths=(6, 9, 4), seed=7), WORLD[:3]))
     for first, second in pairs:
-        expected = exporter.fairseq_encode(dictionary, spm, first, second).tolist()
+        expected = tokenizer_files.fairseq_encode(dictionary, spm, first, second).tolist()
         assert fast(first, second)["input_ids"] == slow(first, second)["input_ids"] == expected
     batch = fast(texts(), padding=True, truncation=True)
     assert batch["input_ids"] == slow(texts(), padding=True, truncation=True)["input_ids"]

@@ -8,7 +8,9 @@
   models.py               whole models in one process per point: time, tokens/s, memory
   models_report.py        its CSV, tables and figure
   training.py             fairseq-train words/s and peak memory of whole models
-  gpu_check.py            the one-call GPU check of the performance targets
+  gpu_check.py            the one-call GPU check of the performance targets: its two parts, run
+  gpu_check_plan.py       its plan: time budget, grid, runs sized from FLOP counts
+  gpu_check_report.py     its PASS/FAIL verdicts and one-screen summary
   plots.py                every benchmark's figure: a quantity against n
   options.py              what the benchmarks' command lines share
 """

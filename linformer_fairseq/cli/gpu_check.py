@@ -22,7 +22,8 @@ against SDPA, the reference and roberta_base). Exit status 0 when every target p
 import os
 import sys
 
-from ..bench.gpu_check import dry_run_plan, gpu_plan, run
+from ..bench.gpu_check import run
+from ..bench.gpu_check_plan import dry_run_plan, gpu_plan
 from ..launch.console import setup_logging, tool_parser
 
 

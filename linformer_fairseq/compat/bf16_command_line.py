@@ -13,7 +13,7 @@ import sys
 from fairseq import options
 
 from ..errors import OptionError
-from .patch import Patch
+from .patch import replaces
 
 MESSAGE = ("--bf16 on fairseq's command line also switches on --tpu (fairseq 0.12, options.parse_args_and_arch), "
            "which trains on a TPU through torch_xla, not on the GPU; for bf16 on a GPU (or CPU) use the Hydra key "
@@ -21,8 +21,12 @@ MESSAGE = ("--bf16 on fairseq's command line also switches on --tpu (fairseq 0.1
            "or --fp16 on this command line")
 
 
+@replaces(options, "parse_args_and_arch",
+          "(parser: argparse.ArgumentParser, input_args: List[str] = None, parse_known: bool = False, "
+    "suppress_defaults: bool = False, modify_parser: Optional[Callable[[argparse.ArgumentParser], NoneType]] = None)",
+          "refuse --bf16, which fairseq's command line turns into --tpu")
 def parse_args_and_arch(parser, input_args=None, parse_known=False, suppress_defaults=False, modify_parser=None):
-    parsed = PARSE_ARGS_AND_ARCH.call_original(parser, input_args, parse_known, suppress_defaults, modify_parser)
+    parsed = parse_args_and_arch.call_original(parser, input_args, parse_known, suppress_defaults, modify_parser)
     args = parsed[0] if parse_known else parsed
     given = sys.argv[1:] if input_args is None else list(input_args)
     if getattr(args, "bf16", False) and "--tpu" not in given:
@@ -30,9 +34,4 @@ def parse_args_and_arch(parser, input_args=None, parse_known=False, suppress_def
     return parsed
 
 
-PARSE_ARGS_AND_ARCH = Patch(
-    options, "parse_args_and_arch", parse_args_and_arch,
-    "(parser: argparse.ArgumentParser, input_args: List[str] = None, parse_known: bool = False, "
-    "suppress_defaults: bool = False, modify_parser: Optional[Callable[[argparse.ArgumentParser], NoneType]] = None)",
-    "refuse --bf16, which fairseq's command line turns into --tpu")
-PATCHES = [PARSE_ARGS_AND_ARCH]
+PATCHES = [parse_args_and_arch]

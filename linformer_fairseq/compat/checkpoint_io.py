@@ -38,7 +38,7 @@ from fairseq.trainer import Trainer
 from ..checkpoints import checksums, storage
 from ..dictionaries import DATA_RECORD, check_model_data, data_record
 from ..errors import DataMismatch, MissingFile, OptionError
-from .patch import Patch
+from .patch import replaces
 
 logger = logging.getLogger(__name__)
 
@@ -54,25 +54,34 @@ class _Loading:
 _LOADING_FOR_TRAINER = contextvars.ContextVar("linformer_loading_for_trainer", default=None)
 
 
+@replaces(checkpoint_utils, "torch_persistent_save",
+          "(obj, filename, async_write: bool = False)",
+          "write checkpoints atomically (fsync, rename) with a .sha256 checksum beside them")
 def torch_persistent_save(obj, filename, async_write: bool = False):
     if async_write or not storage.is_local(filename):
         logger.warning(f"{filename}: written by fairseq's own writer (asynchronous or remote), without the "
                        "plugin's atomic write and checksum")
-        return SAVE.call_original(obj, filename, async_write)
+        return torch_persistent_save.call_original(obj, filename, async_write)
     storage.save(obj, filename)
 
 
+@replaces(PathManager, "copy",
+          "(src_path: str, dst_path: str, overwrite: bool = False) -> bool",
+          "copy checkpoint_X.pt to checkpoint_last.pt/checkpoint_best.pt atomically, with its checksum")
 def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
     if not (storage.is_local(src_path) and storage.is_local(dst_path)):
-        return COPY.call_original(src_path, dst_path, overwrite)
+        return copy.call_original(src_path, dst_path, overwrite)
     if os.path.exists(dst_path) and not overwrite:
         return False
     storage.copy(src_path, dst_path)
     return True
 
 
+@replaces(checkpoint_utils, "save_checkpoint",
+          "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, epoch_itr, val_loss)",
+          "remove the .sha256 of each checkpoint fairseq deletes (keep_interval_updates, ...)")
 def save_checkpoint(cfg, trainer, epoch_itr, val_loss):
-    saved = SAVE_CHECKPOINT.call_original(cfg, trainer, epoch_itr, val_loss)
+    saved = save_checkpoint.call_original(cfg, trainer, epoch_itr, val_loss)
     if trainer.should_save_checkpoint_on_current_rank and storage.is_local(cfg.save_dir):
         checksums.remove_orphaned_checksums(cfg.save_dir)
     return saved
@@ -109,13 +118,20 @@ def check_resume_options(cfg, suffix: str = "") -> None:
             missing("--finetune-from-model (checkpoint.finetune_from_model)", cfg.finetune_from_model)
 
 
+@replaces(checkpoint_utils, "load_checkpoint",
+          "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, **passthrough_args)",
+          "refuse a --restore-file, --continue-once or --finetune-from-model that is not there, and "
+                        "contradicting resume options, in one line")
 def load_training_checkpoint(cfg, trainer, **passthrough_args):
     check_resume_options(cfg, trainer.checkpoint_suffix)
-    return LOAD_CHECKPOINT.call_original(cfg, trainer, **passthrough_args)
+    return load_training_checkpoint.call_original(cfg, trainer, **passthrough_args)
 
 
+@replaces(checkpoint_utils, "load_checkpoint_to_cpu",
+          "(path, arg_overrides=None, load_on_all_ranks=False)",
+          "check checkpoint files before unpickling them and name the file in every error")
 def load_checkpoint_to_cpu(path, arg_overrides=None, load_on_all_ranks=False):
-    state = storage.load(path, lambda: LOAD_TO_CPU.call_original(path, arg_overrides, load_on_all_ranks))
+    state = storage.load(path, lambda: load_checkpoint_to_cpu.call_original(path, arg_overrides, load_on_all_ranks))
     loading = _LOADING_FOR_TRAINER.get()
     if loading is not None and loading.filename == path:
         from ..models import checkpoint_fit  # registers the model: not while compat/ is imported
@@ -149,8 +165,11 @@ def _check_for_trainer(state, path, trainer, reset_optimizer):
                 f"resumed; {checkpoint_fit.resume_advice(path, state, model_arch, positions)}")
 
 
+@replaces(Trainer, "state_dict",
+          "(self)",
+          "record the data's dictionary fingerprint and task in each checkpoint")
 def state_dict(self):
-    state = STATE_DICT.call_original(self)
+    state = state_dict.call_original(self)
     data = getattr(getattr(self.task, "cfg", None), "data", None)
     dictionary = getattr(self.task, "source_dictionary", None) if data else None
     if dictionary is not None:
@@ -161,12 +180,16 @@ def state_dict(self):
     return state
 
 
+@replaces(Trainer, "load_checkpoint",
+          "(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None, "
+                     "reset_meters=False)",
+          "compare a checkpoint's dictionary and shapes with the task's before loading its weights")
 def load_checkpoint(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None,
                     reset_meters=False):
     loading = _Loading(self, filename, reset_optimizer)
     token = _LOADING_FOR_TRAINER.set(loading)
     try:
-        return TRAINER_LOAD.call_original(self, filename, reset_optimizer, reset_lr_scheduler, optimizer_overrides,
+        return load_checkpoint.call_original(self, filename, reset_optimizer, reset_lr_scheduler, optimizer_overrides,
                                           reset_meters)
     except Exception as error:
         from ..models import checkpoint_fit
@@ -179,6 +202,10 @@ def load_checkpoint(self, filename, reset_optimizer=False, reset_lr_scheduler=Fa
         _LOADING_FOR_TRAINER.reset(token)
 
 
+@replaces(checkpoint_utils, "load_model_ensemble_and_task",
+          "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
+                 "num_shards=1, state=None)",
+          "compare a checkpoint's dictionary and task with the data's before loading its weights")
 def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, strict=True, suffix="", num_shards=1,
                                  state=None):
     if len(filenames) == 1 and num_shards == 1 and not suffix:
@@ -195,32 +222,8 @@ def load_model_ensemble_and_task(filenames, arg_overrides=None, task=None, stric
             dictionary = task.source_dictionary if data else None
             if dictionary is not None:
                 check_model_data(state, filenames[0], dictionary, data)
-    return ENSEMBLE.call_original(filenames, arg_overrides, task, strict, suffix, num_shards, state)
+    return load_model_ensemble_and_task.call_original(filenames, arg_overrides, task, strict, suffix, num_shards, state)
 
 
-SAVE = Patch(checkpoint_utils, "torch_persistent_save", torch_persistent_save,
-             "(obj, filename, async_write: bool = False)",
-             "write checkpoints atomically (fsync, rename) with a .sha256 checksum beside them")
-COPY = Patch(PathManager, "copy", copy, "(src_path: str, dst_path: str, overwrite: bool = False) -> bool",
-             "copy checkpoint_X.pt to checkpoint_last.pt/checkpoint_best.pt atomically, with its checksum")
-SAVE_CHECKPOINT = Patch(checkpoint_utils, "save_checkpoint", save_checkpoint,
-                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, epoch_itr, val_loss)",
-                        "remove the .sha256 of each checkpoint fairseq deletes (keep_interval_updates, ...)")
-LOAD_CHECKPOINT = Patch(checkpoint_utils, "load_checkpoint", load_training_checkpoint,
-                        "(cfg: fairseq.dataclass.configs.CheckpointConfig, trainer, **passthrough_args)",
-                        "refuse a --restore-file, --continue-once or --finetune-from-model that is not there, and "
-                        "contradicting resume options, in one line")
-LOAD_TO_CPU = Patch(checkpoint_utils, "load_checkpoint_to_cpu", load_checkpoint_to_cpu,
-                    "(path, arg_overrides=None, load_on_all_ranks=False)",
-                    "check checkpoint files before unpickling them and name the file in every error")
-STATE_DICT = Patch(Trainer, "state_dict", state_dict, "(self)",
-                   "record the data's dictionary fingerprint and task in each checkpoint")
-TRAINER_LOAD = Patch(Trainer, "load_checkpoint", load_checkpoint,
-                     "(self, filename, reset_optimizer=False, reset_lr_scheduler=False, optimizer_overrides=None, "
-                     "reset_meters=False)",
-                     "compare a checkpoint's dictionary and shapes with the task's before loading its weights")
-ENSEMBLE = Patch(checkpoint_utils, "load_model_ensemble_and_task", load_model_ensemble_and_task,
-                 "(filenames, arg_overrides: Optional[Dict[str, Any]] = None, task=None, strict=True, suffix='', "
-                 "num_shards=1, state=None)",
-                 "compare a checkpoint's dictionary and task with the data's before loading its weights")
-PATCHES = [SAVE, COPY, SAVE_CHECKPOINT, LOAD_CHECKPOINT, LOAD_TO_CPU, STATE_DICT, TRAINER_LOAD, ENSEMBLE]
+PATCHES = [torch_persistent_save, copy, save_checkpoint, load_training_checkpoint, load_checkpoint_to_cpu, state_dict,
+           load_checkpoint, load_model_ensemble_and_task]

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import LaunchError
 from ..rendezvous import rendezvous_port
-from .patch import Patch
+from .patch import replaces
 
 logger = logging.getLogger(__name__)
 
@@ -113,17 +113,23 @@ def infer_cpu_init_method(cfg) -> None:
                     f"{dist.distributed_backend}, init {init_method}")
 
 
+@replaces(distributed_utils, "call_main",
+          "(cfg: fairseq.dataclass.configs.FairseqConfig, main, **kwargs)",
+          "start one CPU worker per torchrun/srun process")
 def call_main(cfg, main, **kwargs):
     if runs_on_cpu(cfg):
         infer_cpu_init_method(cfg)
-    return CALL_MAIN.call_original(cfg, main, **kwargs)
+    return call_main.call_original(cfg, main, **kwargs)
 
 
+@replaces(models, "DistributedFairseqModel",
+          "(args, model, process_group, device)",
+          "wrap CPU modules in DDP without device ids")
 def DistributedFairseqModel(args, model, process_group, device):  # noqa: N802 (fairseq's name)
     """fairseq's c10d branch, minus ``device_ids``/``output_device`` (PyTorch refuses them for CPU
     modules: DDP then runs the module where its parameters are)."""
     if device.type != "cpu" or args.ddp_backend not in {"c10d", "pytorch_ddp"}:
-        return DISTRIBUTED_MODEL.call_original(args, model, process_group, device)
+        return DistributedFairseqModel.call_original(args, model, process_group, device)
     wrapped = DistributedDataParallel(
         module=model.to(device),
         broadcast_buffers=args.broadcast_buffers,
@@ -138,9 +144,4 @@ def DistributedFairseqModel(args, model, process_group, device):  # noqa: N802 (
 # fairseq_cli.train and hydra_train call `distributed_utils.call_main` and Trainer calls
 # `models.DistributedFairseqModel` through their modules at call time, so rebinding the module
 # attributes is enough.
-CALL_MAIN = Patch(distributed_utils, "call_main", call_main,
-                  "(cfg: fairseq.dataclass.configs.FairseqConfig, main, **kwargs)",
-                  "start one CPU worker per torchrun/srun process")
-DISTRIBUTED_MODEL = Patch(models, "DistributedFairseqModel", DistributedFairseqModel,
-                          "(args, model, process_group, device)", "wrap CPU modules in DDP without device ids")
-PATCHES = [CALL_MAIN, DISTRIBUTED_MODEL]
+PATCHES = [call_main, DistributedFairseqModel]

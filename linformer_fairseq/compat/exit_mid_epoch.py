@@ -19,12 +19,15 @@ import weakref
 import torch
 from fairseq.data import iterators
 
-from .patch import Patch
+from .patch import replaces
 
 _exiting = threading.Event()
 _consumers = weakref.WeakSet()
 
 
+@replaces(iterators.BackgroundConsumer, "run",
+          "(self)",
+          "end a run that stops mid-epoch without aborting the process at exit")
 def run(self):
     """fairseq's ``BackgroundConsumer.run``, stopping between batches once the process exits."""
     _consumers.add(self)
@@ -61,6 +64,4 @@ def stop_consumers(timeout: float = 60.0) -> None:
 
 atexit.register(stop_consumers)
 
-CONSUMER_RUN = Patch(iterators.BackgroundConsumer, "run", run, "(self)",
-                     "end a run that stops mid-epoch without aborting the process at exit")
-PATCHES = [CONSUMER_RUN]
+PATCHES = [run]

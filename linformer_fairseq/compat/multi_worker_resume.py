@@ -15,13 +15,16 @@ import io
 import torch
 from fairseq.distributed import utils as distributed_utils
 
-from .patch import Patch
+from .patch import replaces
 
 
+@replaces(distributed_utils, "_broadcast_object_slow",
+          "(obj: Any, src_rank: int, group: object, dist_device: torch.device) -> Any",
+          "receive checkpoints from rank 0 on torch >= 2.6")
 def _broadcast_object_slow(obj, src_rank, group, dist_device):
     """fairseq's ``_broadcast_object_slow``, receiving with ``weights_only=False``."""
     if distributed_utils.get_rank(group) == src_rank:
-        return BROADCAST.call_original(obj, src_rank, group, dist_device)
+        return _broadcast_object_slow.call_original(obj, src_rank, group, dist_device)
     length = torch.LongTensor([0]).to(dist_device)
     distributed_utils.broadcast(length, src=src_rank, group=group)
     buffer = torch.ByteTensor(int(length.item())).to(dist_device)
@@ -30,7 +33,4 @@ def _broadcast_object_slow(obj, src_rank, group, dist_device):
 
 
 # broadcast_object looks the function up in its module at call time
-BROADCAST = Patch(distributed_utils, "_broadcast_object_slow", _broadcast_object_slow,
-                  "(obj: Any, src_rank: int, group: object, dist_device: torch.device) -> Any",
-                  "receive checkpoints from rank 0 on torch >= 2.6")
-PATCHES = [BROADCAST]
+PATCHES = [_broadcast_object_slow]

@@ -12,7 +12,7 @@ takes effect for runs that import the plugin before Hydra starts, as the launche
 import sys
 
 from ..errors import one_line, user_error
-from .patch import Patch
+from .patch import replaces
 
 try:
     from hydra._internal import utils as hydra_utils
@@ -20,6 +20,9 @@ except ImportError:  # fairseq needs hydra; without it there is nothing to patch
     hydra_utils = None
 
 
+@replaces(hydra_utils, "run_and_report",
+          "(func: Any) -> Any",
+          "print the plugin's errors in one line under fairseq-hydra-train")
 def run_and_report(func):
     def reported():
         try:
@@ -31,9 +34,7 @@ def run_and_report(func):
             sys.stderr.write(one_line(reported) + "\n")
             sys.exit(1)
 
-    return RUN_AND_REPORT.call_original(reported)
+    return run_and_report.call_original(reported)
 
 
-RUN_AND_REPORT = Patch(hydra_utils, "run_and_report", run_and_report, "(func: Any) -> Any",
-                       "print the plugin's errors in one line under fairseq-hydra-train")
-PATCHES = [RUN_AND_REPORT] if hydra_utils is not None else []
+PATCHES = [run_and_report] if hydra_utils is not None else []

@@ -50,3 +50,15 @@ class Patch:
 
     def call_original(self, *args, **kwargs):
         return self.original(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self.replacement(*args, **kwargs)
+
+
+def replaces(owner: Any, name: str, signature: str, why: str) -> Callable[[Callable], Patch]:
+    """Declares the decorated function as the replacement of ``owner.name`` (written against
+    ``signature``, to ``why``); the function's name then holds its :class:`Patch`, whose
+    ``call_original`` reaches fairseq's own function."""
+    def declare(replacement: Callable) -> Patch:
+        return Patch(owner, name, replacement, signature, why)
+    return declare

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-from ..atomic_files import atomic_directory, atomic_write_json
-from ..errors import LinformerError
+from ..atomic_files import atomic_directory
+from ..errors import ExportError
 from .environment import torchaudio_problem
 from .fast_tokenizer import ConversionError, build_fast_tokenizer
 from .model_card import write_model_card
+from .tokenizer_files import check_sentencepiece_matches, write_tokenizers
+from .verification import verify_export
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +43,7 @@ AUTO_MAP = {
     "AutoModelForMaskedLM": "modeling_linformer.LinformerForMaskedLM",
     "AutoModelForSequenceClassification": "modeling_linformer.LinformerForSequenceClassification",
 }
-TOKENIZER_AUTO_MAP = {"AutoTokenizer": ["tokenization_linformer.LinformerTokenizer",
-                                        "tokenization_linformer.LinformerTokenizerFast"]}
 ACTIVATIONS = ("relu", "relu_squared", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear", "swish")
-VERIFY_TOLERANCE = 1e-4  # float32, same operations: differences are ~1e-6
-VERIFY_SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Return a list of the words in the string, using sep as the delimiter string.",
-    "It was fine.",
-)
-
-
-class ExportError(LinformerError):
-    """The checkpoint (or its data) cannot be exported exactly; the message says why and what to do."""
-
-
 # --------------------------------------------------------------------------------------------
 # Reading the fairseq side
 # --------------------------------------------------------------------------------------------
@@ -261,41 +249,6 @@ def save_weights(weights: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Tokenizer: our SentencePiece model and fairseq's dictionary
-# --------------------------------------------------------------------------------------------
-
-
-def check_sentencepiece_matches(spm_path: str, dictionary) -> None:
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=spm_path)
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))]
-    missing = [p for p in pieces if dictionary.index(p) == dictionary.unk()]
-    if missing:
-        raise ExportError(f"the SentencePiece model {spm_path} does not match the checkpoint's dictionary: "
-                          f"{len(missing)} of its {len(pieces)} pieces (e.g. {missing[:5]}) have no id; pass the "
-                          "spm.model of the pretraining corpus with --sentencepiece")
-
-
-def fairseq_encode(dictionary, spm_path: str, text: str, *pair: str) -> torch.Tensor:
-    """Token ids as fairseq's hub interface gives them (``RobertaHubInterface.encode`` with our BPE)."""
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=spm_path)
-    line = "<s> " + " ".join(sp.encode(text, out_type=str)) + " </s>"
-    for other in pair:
-        line += " </s> " + " ".join(sp.encode(other, out_type=str)) + " </s>"
-    return dictionary.encode_line(line, append_eos=False, add_if_not_exist=False).long()
-
-
-def write_dictionary(dictionary, path: Path) -> None:
-    """fairseq's dictionary as ``dict.txt`` (tokens after the four specials, in id order, <mask> included)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for index in range(dictionary.nspecial, len(dictionary)):
-            f.write(f"{dictionary[index]} {dictionary.count[index]}\n")
-
-
-# --------------------------------------------------------------------------------------------
 # Export
 # --------------------------------------------------------------------------------------------
 
@@ -369,55 +322,3 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
         if verify:
             summary["max_abs_diff"] = verify_export(model, dictionary, spm_path, temp, head)
     return summary
-
-
-def write_tokenizers(dictionary, spm_path: str, fast_tokenizer, max_length: int, directory: Path) -> None:
-    """The slow tokenizer's files (``dict.txt``, ``spm.model``), the fast one's ``tokenizer.json``
-    and one ``tokenizer_config.json`` whose ``auto_map`` offers both (AutoTokenizer takes the fast)."""
-    remote = _load_remote("tokenization_linformer")
-    write_dictionary(dictionary, directory / "dict.txt")
-    shutil.copyfile(spm_path, directory / "spm.model")
-    files = dict(vocab_file=str(directory / "dict.txt"), sentencepiece_model_file=str(directory / "spm.model"))
-    remote.LinformerTokenizerFast(tokenizer_object=fast_tokenizer, model_max_length=max_length, **files,
-                                  **remote.SPECIAL_TOKENS).save_pretrained(directory)
-    tokenizer_config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
-    for name in ("vocab_file", "sentencepiece_model_file"):
-        tokenizer_config.pop(name, None)  # found in the directory by name
-    tokenizer_config.update(auto_map=TOKENIZER_AUTO_MAP, tokenizer_class="LinformerTokenizer")
-    atomic_write_json(directory / "tokenizer_config.json", tokenizer_config)
-
-
-def verify_export(model, dictionary, spm_path: str, directory: Path, head: str | None,
-                  sentences=VERIFY_SENTENCES) -> dict:
-    """Load ``directory`` with transformers and compare it with the fairseq ``model`` on a padded
-    batch of ``sentences``: the ids of both tokenizers must be fairseq's, outputs within VERIFY_TOLERANCE."""
-    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-    fast = AutoTokenizer.from_pretrained(directory, trust_remote_code=True)
-    slow = get_class_from_dynamic_module(TOKENIZER_AUTO_MAP["AutoTokenizer"][0], directory).from_pretrained(directory)
-    expected = [fairseq_encode(dictionary, spm_path, s).tolist() for s in sentences]
-    for tokenizer in (fast, slow):
-        got = tokenizer(list(sentences))["input_ids"]
-        if got != expected:
-            raise ExportError(f"the exported {type(tokenizer).__name__} gives {got}, fairseq {expected}; nothing was written")
-    batch = fast(list(sentences), padding=True, return_tensors="pt")
-    tokens = batch["input_ids"]
-    diffs = {}
-    with torch.no_grad():
-        _, extra = model(tokens, features_only=True, return_all_hiddens=True)
-        auto_class = AutoModelForMaskedLM if head is None else AutoModelForSequenceClassification
-        out = auto_class.from_pretrained(directory, trust_remote_code=True).eval()(**batch, output_hidden_states=True)
-        real = batch["attention_mask"].bool()
-        theirs = [h.transpose(0, 1) for h in extra["inner_states"]]
-        diffs["hidden_states"] = max((a - b)[real].abs().max().item() for a, b in zip(out.hidden_states, theirs))
-        if head is None:
-            diffs["masked_lm_logits"] = (out.logits - model(tokens)[0])[real].abs().max().item()
-        else:
-            expected_logits = model(tokens, features_only=True, classification_head_name=head)[0]
-            diffs["classification_logits"] = (out.logits - expected_logits).abs().max().item()
-    worst = max(diffs.values())
-    if not worst <= VERIFY_TOLERANCE:  # also catches NaN
-        raise ExportError(f"the exported model differs from fairseq by {worst:.3g} (> {VERIFY_TOLERANCE}): {diffs}; "
-                          "nothing was written")
-    return diffs

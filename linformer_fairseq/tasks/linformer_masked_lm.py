@@ -39,8 +39,8 @@ from typing import Optional
 import numpy as np
 import torch
 from fairseq import utils
-from fairseq.dataclass import ChoiceEnum
 from fairseq.data import Dictionary, MaskTokensDataset, RightPadDataset, SortDataset, data_utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import DictConfig, OmegaConf
