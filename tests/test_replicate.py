@@ -50,6 +50,13 @@ def test_every_run_gets_the_same_schedule_and_tokens_per_update_and_its_own_seed
     assert all(preset["tokens_per_update"] % run.n == 0 for run in runs)
 
 
+def test_linformer_overrides_reach_the_linformer_runs_only(tmp_path):
+    preset = dict(replication_runs.load_preset("cpu"), linformer_overrides=["model.projection=mean_pool"])
+    for run in replication_runs.plan_runs(preset):
+        command = replication_runs.pretrain_command(run, preset, "DATA", str(tmp_path))
+        assert ("model.projection=mean_pool" in command) == (run.attention == "linformer"), run.name
+
+
 def test_presets_name_their_corpus_and_scale():
     for name in ("cpu", "gpu", "cluster", "fast"):
         preset = replication_runs.load_preset(name)

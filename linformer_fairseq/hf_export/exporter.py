@@ -24,7 +24,7 @@ import torch
 from ..atomic_files import atomic_directory
 from ..errors import ExportError
 from .environment import torchaudio_problem
-from .fast_tokenizer import ConversionError, build_fast_tokenizer
+from .fast_tokenizer import build_fast_tokenizer
 from .model_card import write_model_card
 from .tokenizer_files import check_sentencepiece_matches, write_tokenizers
 from .verification import verify_export
@@ -291,10 +291,8 @@ def export(checkpoint: str, out_dir: str, data: str | None = None, sentencepiece
         raise ExportError(f"no SentencePiece model (spm.model) found for {data_dir}: pass --sentencepiece PATH (the "
                           "pretraining corpus's OUT/spm.model; checkpoints on GPT-2 BPE data are not exported)")
     check_sentencepiece_matches(spm_path, dictionary)
-    try:
-        fast_tokenizer = build_fast_tokenizer(spm_path, [dictionary[i] for i in range(len(dictionary))])
-    except ConversionError as error:
-        raise ExportError(str(error)) from None
+    # raises ConversionError, an ExportError, for a SentencePiece model it cannot carry
+    fast_tokenizer = build_fast_tokenizer(spm_path, [dictionary[i] for i in range(len(dictionary))])
 
     architectures = ["LinformerForMaskedLM"]
     if head is not None:

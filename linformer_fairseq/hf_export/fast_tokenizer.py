@@ -17,11 +17,13 @@ The exporter checks the result against fairseq's encoding before it writes an ex
 
 import re
 
+from ..errors import ExportError
+
 NEVER_CHOSEN = -1e6  # below any sum of piece scores a segmentation of real text adds up to
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
 
-class ConversionError(Exception):
+class ConversionError(ExportError):
     """The SentencePiece model uses an option this conversion does not carry."""
 
 

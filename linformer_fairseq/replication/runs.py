@@ -65,7 +65,9 @@ def pretrain_command(run: Run, preset: dict, data: str, out: str) -> List[str]:
                  f"checkpoint.save_interval_updates={preset['validate_interval_updates']}",
                  f"common.log_interval={preset['log_interval']}",
                  "checkpoint.no_epoch_checkpoints=true", f"common.seed={run.seed}",
-                 *preset.get("overrides", [])]
+                 *preset.get("overrides", []),
+                 # what only the Linformer runs take (e.g. model.projection=conv: RoBERTa has no projection)
+                 *(preset.get("linformer_overrides", []) if run.attention == "linformer" else [])]
     # a value the config groups have no file for is given directly
     if f"n{run.n}" not in options("length"):
         overrides.append(f"task.tokens_per_sample={run.n}")
