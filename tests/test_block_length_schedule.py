@@ -7,8 +7,10 @@ from fairseq.modules import LearnedPositionalEmbedding
 from linformer_fairseq.tasks.block_length_schedule import (
     PositionOffsets,
     block_length_at,
+    copy_positions,
     parse_schedule,
     split_blocks,
+    switch_from,
 )
 
 PAD = 1
@@ -66,3 +68,20 @@ def test_kept_positions_are_the_pieces_positions_in_the_whole_block():
     assert trained == list(range(PAD + 1, PAD + 1 + n))
     shift.offsets = None
     assert torch.equal(embed(pieces), restarted)
+
+
+def test_copied_positions_tile_the_trained_ones_at_each_switch():
+    schedule = parse_schedule("128:900,256:1300")
+    assert [switch_from(schedule, u) for u in (0, 1, 899, 900, 901, 1299, 1300, 1301)] == \
+        [None, None, None, 128, None, None, 256, None]
+    assert switch_from([], 5) is None
+    torch.manual_seed(0)
+    n, dim, length = 10, 3, 4
+    model = torch.nn.Sequential(LearnedPositionalEmbedding(n + PAD + 1, dim, PAD))
+    before = model[0].weight.detach().clone()
+    copy_positions(model, length)
+    after = model[0].weight.detach()
+    first = PAD + 1  # the row of position 0
+    assert torch.equal(after[:first + length], before[:first + length])  # padding row and trained positions kept
+    for t in range(length, n):
+        assert torch.equal(after[first + t], before[first + t % length]), t

@@ -1,4 +1,4 @@
-"""One-off extraction of the issue-19 pretraining pilots of 2026-12-03 from their raw logs.
+"""One-off extraction of the issue-19 pretraining pilots (2026-12-03 and 2026-12-07) from their raw logs.
 
 Reads RUNS/*/launcher.log (command, exit status) and RUNS/*/train.log (fairseq's config dump, json records);
 writes pilots.csv, pilots_settings.csv, pilots.png here; prints the [MASK]/unigram ratio at updates 200..1000.
@@ -8,6 +8,7 @@ Usage: python docs/pilots/extract_pilots.py [RUNS]   (RUNS defaults to /work/pil
 """
 import ast
 import csv
+import itertools
 import json
 import re
 import shlex
@@ -87,6 +88,9 @@ def read_pilot(run):
         mask_prob=get("task.mask_prob", 0.15), pre_ln=str(get("model.encoder_normalize_before", False)).lower() == "true",
         positions="learned" if learned else "sinusoidal (embeddings scaled by sqrt(d))",
         masking="all-[MASK]" if all_mask else "80/10/10", block_length_schedule=get("task.block_length_schedule", ""),
+        block_positions=get("task.block_positions", "restart") if get("task.block_length_schedule", "") else "",
+        heads=get("model.encoder_attention_heads", ""),
+        lr_decay_to_update=get("lr_scheduler.total_num_update", "") or get("optimization.max_update", ""),
         updates_reached=reached, final_update=rows[-1]["update"] if rows else "",
         final_mask_ratio_to_unigram=rows[-1]["mask_ratio_to_unigram"] if rows else "", ended=ended)
     return rows, settings
@@ -122,7 +126,7 @@ write_csv(OUT / "pilots.csv", [row for rows, _ in pilots for row in rows])
 write_csv(OUT / "pilots_settings.csv", [{k: settings.get(k, "") for k in (fields or settings)} for _, settings in pilots])
 
 fig, ax = plt.subplots(figsize=(13, 9))
-colours = iter(plt.get_cmap("tab20").colors)
+colours = itertools.cycle(plt.get_cmap("tab20").colors)
 for rows, s in pilots:
     if rows:
         colour = next(colours)
@@ -130,13 +134,16 @@ for rows, s in pilots:
                  + f" vocab {s['vocab']}, {s['tokens_per_update']} tok, lr {s['lr']}, "
                  f"mask {s['mask_prob']}" + (", all-[MASK]" if s["masking"] == "all-[MASK]" else "")
                  + (", sinusoidal" if s["positions"] != "learned" else "")
-                 + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else ""))
-        ax.plot([r["update"] for r in rows], [r["mask_ratio_to_unigram"] for r in rows], marker="o", markersize=3, label=label,
-                color=colour, linestyle="--" if s.get("k") else "-")  # dashed: Linformer
+                 + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else "")
+                 + (", kept positions" if s.get("block_positions") == "keep" else "")
+                 + (f", {s['heads']} heads" if str(s.get("heads")) not in ("", "4") else ""))
+        ax.plot([r["update"] for r in rows], [r["mask_ratio_to_unigram"] for r in rows], markersize=3, label=label,
+                color=colour, linestyle="--" if s.get("k") else "-",  # dashed: Linformer
+                marker="s" if s.get("block_positions") == "keep" else "o")  # squares: kept positions
 ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="unigram floor (1.0)")
 ax.axhline(0.5, color="red", linewidth=1, linestyle=":", label="issue 19 target (0.5)")
 ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2), xlim=(0, 2050),
-       title="Issue 19 pretraining pilots (2026-12-03): [MASK] perplexity / unigram floor, validated at whole blocks")
+       title="Issue 19 pretraining pilots (2026-12-03, 2026-12-07): [MASK] perplexity / unigram floor, validated at whole blocks")
 ax.grid(alpha=0.3)
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7.5)
 fig.tight_layout()

@@ -20,7 +20,10 @@ initialisation at n. With ``--block-positions keep`` each piece keeps its positi
 block (piece i of length L holds positions i*L ... i*L + L - 1): every position embedding trains
 from the first update, and the warm-up only narrows what attention sees (a block-diagonal mask with
 windows of L). ``split_blocks`` returns the offsets; the task adds them to the positions
-(``PositionOffsets``).
+(``PositionOffsets``). With ``--block-positions copy`` the pieces restart from 0 and, at each switch
+to longer blocks, every position from the previous length on starts as a copy of the trained ones
+(position t gets the embedding of t mod L, Longformer's copy initialisation), instead of its
+initialisation.
 """
 
 from typing import List, Optional, Tuple
@@ -55,6 +58,31 @@ def block_length_at(schedule: List[Tuple[int, int]], update: int) -> Optional[in
     return None
 
 
+def learned_positions(model: torch.nn.Module) -> list:
+    """The learned positional embedding tables of ``model`` (fairseq's ``LearnedPositionalEmbedding``)."""
+    from fairseq.modules import LearnedPositionalEmbedding
+
+    return [m for m in model.modules() if isinstance(m, LearnedPositionalEmbedding)]
+
+
+def switch_from(schedule: List[Tuple[int, int]], update: int) -> Optional[int]:
+    """The block length trained before ``update`` when ``update`` is the first at a longer length, else None."""
+    if update < 1:
+        return None
+    before = block_length_at(schedule, update - 1)
+    return before if before is not None and block_length_at(schedule, update) != before else None
+
+
+def copy_positions(model: torch.nn.Module, length: int) -> None:
+    """Sets each learned position t >= ``length`` of ``model`` to a copy of position t mod ``length``."""
+    with torch.no_grad():
+        for module in learned_positions(model):
+            first = module.padding_idx + 1                 # the row of position 0
+            positions = module.weight.size(0) - first      # n
+            source = first + torch.arange(length, positions, device=module.weight.device) % length
+            module.weight[first + length:] = module.weight[source].clone()  # [n - L, C]
+
+
 def split_blocks(sample: dict, length: int, pad: int) -> Tuple[dict, Optional[torch.Tensor]]:
     """The masked-LM batch ``sample`` with every row cut into rows of ``length`` tokens (the last
     piece padded); rows holding only padding are dropped. Also returns each new row's position
@@ -84,10 +112,8 @@ class PositionOffsets:
     fairseq's, and nothing changes while ``offsets`` is None (validation, whole blocks)."""
 
     def __init__(self, model: torch.nn.Module):
-        from fairseq.modules import LearnedPositionalEmbedding
-
         self.offsets: Optional[torch.Tensor] = None
-        self.embeddings = [m for m in model.modules() if isinstance(m, LearnedPositionalEmbedding)]
+        self.embeddings = learned_positions(model)
         for module in self.embeddings:
             module.register_forward_hook(self._shift)
 

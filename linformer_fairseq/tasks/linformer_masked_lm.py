@@ -49,7 +49,15 @@ from ..criterions.context_free_floors import replacement_probs, token_counts, un
 from ..dictionaries import check_shard_dictionaries
 from ..errors import DataMismatch, OptionError
 from ..models.linformer_options import check_sample_fits
-from .block_length_schedule import PositionOffsets, block_length_at, parse_schedule, split_blocks
+from .block_length_schedule import (
+    PositionOffsets,
+    block_length_at,
+    copy_positions,
+    learned_positions,
+    parse_schedule,
+    split_blocks,
+    switch_from,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +91,13 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
                   "cut into pieces of 128 tokens before update 2000, then on whole blocks (BERT's 128-then-512); "
                   "the same tokens, masks and order (tasks/block_length_schedule.py)"},
     )
-    block_positions: ChoiceEnum(["restart", "keep"]) = field(
+    block_positions: ChoiceEnum(["restart", "keep", "copy"]) = field(
         default="restart",
         metadata={"help": "positions of the pieces of --block-length-schedule: restart (each piece from 0, as "
-                  "BERT's short sequences) or keep (each piece keeps its positions in the whole block, so every "
-                  "position embedding trains during the warm-up and only attention's span is shortened)"},
+                  "BERT's short sequences), keep (each piece keeps its positions in the whole block, so every "
+                  "position embedding trains during the warm-up and only attention's span is shortened) or copy "
+                  "(restart, and at each switch to longer blocks positions t >= the old length start as copies of "
+                  "position t mod that length, Longformer's copy initialisation)"},
     )
     mask_only_seed: int = field(
         default=1,
@@ -131,6 +141,7 @@ class LinformerMaskedLMTask(MaskedLMTask):
         self._context_free_tables = None
         self.block_lengths = parse_schedule(cfg.block_length_schedule)
         self._position_offsets = None  # PositionOffsets of the model, with --block-positions keep
+        self._positions_copied_at = None  # the update whose switch copied positions (--block-positions copy)
 
     @classmethod
     def load_dict(cls, cfg):
@@ -195,6 +206,12 @@ class LinformerMaskedLMTask(MaskedLMTask):
                                           required_batch_size_multiple, *args, **kwargs)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        previous = switch_from(self.block_lengths, update_num) if self.cfg.block_positions == "copy" else None
+        if previous is not None and self._positions_copied_at != update_num:  # once, also with update_freq > 1
+            copy_positions(model, previous)
+            self._positions_copied_at = update_num
+            logger.info(f"update {update_num}: blocks longer than {previous} tokens from now on; positions "
+                        f"{previous} and above start as copies of positions 0-{previous - 1}")
         length = block_length_at(self.block_lengths, update_num)
         if length is None or not sample:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
@@ -251,11 +268,11 @@ class LinformerMaskedLMTask(MaskedLMTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         self.check_lengths(model)
-        if self.block_lengths and self.cfg.block_positions == "keep":
-            self._position_offsets = PositionOffsets(model)
-            if not self._position_offsets.embeddings:
-                raise OptionError("--block-positions keep (task.block_positions) shifts learned positional "
-                                  "embeddings, and this model has none; use --block-positions restart")
+        if self.block_lengths and self.cfg.block_positions in ("keep", "copy"):
+            self._position_offsets = PositionOffsets(model) if self.cfg.block_positions == "keep" else None
+            if not learned_positions(model):
+                raise OptionError(f"--block-positions {self.cfg.block_positions} (task.block_positions) acts on "
+                                  "learned positional embeddings, and this model has none; use --block-positions restart")
         return model
 
     def check_lengths(self, model):
