@@ -15,7 +15,7 @@ checkpoint when the command is run again):
                     RoBERTa's at the same n, tokens/s, peak memory), curves.csv, k_sweep.png,
                     n_sweep.png (linformer-replication-report)
 
-Presets are YAML files in configs/replication/ (cpu: this 2-core machine in about 3 hours; gpu:
+Presets are YAML files in configs/replication/ (cpu: this 2-core machine in about 1.6 hours; gpu:
 base models on one GPU; cluster: the paper's corpus and scale); ``--fast`` is the test suite's.
 Each run is ``linformer-pretrain`` with the row name of its model (e.g. small_n512_k64) and the
 preset's schedule as overrides; ``--list`` prints those commands, e.g. to submit them with Slurm.
