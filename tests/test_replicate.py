@@ -150,3 +150,20 @@ def test_the_report_lists_runs_that_never_ran_and_gives_them_no_ratio(finished, 
     assert float(rows["linformer_n64_k8_s1"]["mask_ratio_to_roberta"]) > 0  # the other n keeps its baseline
     assert "Not finished (1 of " in table and "roberta_n32" in table.split("Not finished")[1]
     assert (out / "results" / "n_sweep.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_listed_commands_survive_a_shell(tmp_path, capsys):
+    """--list prints commands to paste or submit: a shell must hand each argument back unchanged (the block
+    schedule's quoted comma included, which Hydra would otherwise read as a sweep)."""
+    import shlex
+
+    from linformer_fairseq.replication import pipeline
+
+    assert pipeline.run("cpu", str(tmp_path), list_only=True) == 0
+    preset = replication_runs.load_preset("cpu")
+    data = os.path.join(str(tmp_path), "corpus", "data-bin", "DATA_PATH")
+    listed = capsys.readouterr().out.splitlines()
+    expected = [replication_runs.pretrain_command(run, preset, data, str(tmp_path))
+                for run in replication_runs.plan_runs(preset)]
+    assert [shlex.split(line) for line in listed] == expected
+    assert any("task.block_length_schedule='" in arg for arg in expected[0])

@@ -5,6 +5,7 @@ stages.
 """
 
 import os
+import shlex
 import sys
 from dataclasses import asdict
 
@@ -22,7 +23,7 @@ def run(preset_name: str, out: str, list_only: bool = False, resume: str = "") -
     runs = plan_runs(preset)
     if list_only:
         for run in runs:
-            print(" ".join(pretrain_command(run, preset, data, out)))
+            print(shlex.join(pretrain_command(run, preset, data, out)))  # pasteable: quotes survive a shell
         return 0
     os.makedirs(out, exist_ok=True)
     atomic_write_json(os.path.join(out, "plan.json"), {"preset": preset_name, "settings": preset,
