@@ -85,3 +85,28 @@ def test_copied_positions_tile_the_trained_ones_at_each_switch():
     assert torch.equal(after[:first + length], before[:first + length])  # padding row and trained positions kept
     for t in range(length, n):
         assert torch.equal(after[first + t], before[first + t % length]), t
+
+
+def test_sinusoidal_positions_are_fairseqs_table_at_the_initial_scale():
+    from fairseq.modules import SinusoidalPositionalEmbedding
+
+    from linformer_fairseq.tasks.position_init import sinusoidal_positions
+
+    torch.manual_seed(0)
+    n, dim = 16, 8
+    model = torch.nn.Sequential(LearnedPositionalEmbedding(n + PAD + 1, dim, PAD))
+    weight = model[0].weight
+    torch.nn.init.normal_(weight, 0, 0.02)
+    padding_row = weight[PAD].detach().clone()
+    rms = weight[PAD + 1:].detach().pow(2).mean().sqrt()
+    sinusoidal_positions(model)
+    rows = weight[PAD + 1:].detach()
+    assert torch.allclose(rows.pow(2).mean().sqrt(), rms)
+    table = SinusoidalPositionalEmbedding.get_embedding(n, dim)  # position t in row t
+    ratio = rows / table
+    finite = table.abs() > 1e-3
+    assert torch.allclose(ratio[finite], ratio[finite][0].expand(int(finite.sum())))  # one scale for the whole table
+    assert torch.equal(weight[PAD].detach(), padding_row)
+    similar = torch.nn.functional.cosine_similarity(rows[:1], rows, dim=1)  # neighbours start alike
+    assert similar[1] > 0.8 and similar[1] > similar[n // 2]
+    assert weight.requires_grad

@@ -277,3 +277,66 @@ def test_accuracy_of_a_batch_without_masked_tokens_is_zero_correct(layout):
     logits = torch.zeros(1, 7)
     logits[0, 4] = 1.0
     assert int(criterion.count_correct(logits, target)) == 1
+
+
+def test_position_init_sinusoidal_sets_the_models_learned_positions(spm_shard):
+    from fairseq.modules import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
+
+    from linformer_fairseq.errors import OptionError
+
+    flags = ("--tokens-per-sample", 16, "--max-positions", 16, "--compressed-dim", 4)
+    torch.manual_seed(0)
+    _, normal, _ = build(spm_shard, *flags)
+    torch.manual_seed(0)
+    _, sinusoidal, _ = build(spm_shard, *flags, "--position-init", "sinusoidal")
+    embed = [m for m in sinusoidal.modules() if isinstance(m, LearnedPositionalEmbedding)]
+    assert len(embed) == 1
+    first = embed[0].padding_idx + 1
+    rows = embed[0].weight[first:].detach()                       # [16, C]
+    table = SinusoidalPositionalEmbedding.get_embedding(*rows.shape)
+    assert torch.allclose(rows / rows.norm(), table / table.norm(), atol=1e-6)
+    before = [m for m in normal.modules() if isinstance(m, LearnedPositionalEmbedding)][0].weight
+    assert not torch.allclose(before[first:], embed[0].weight[first:])
+    for name, value in normal.state_dict().items():  # everything else is the seed's usual initialisation
+        if "embed_positions" not in name:
+            assert torch.equal(value, sinusoidal.state_dict()[name]), name
+    args = parse_training_args(spm_shard, *flags, "--position-init", "sinusoidal")
+    args.encoder_learned_pos = False  # roberta has no flag for it (Hydra: +model.encoder_learned_pos=false)
+    with pytest.raises(OptionError, match="--position-init sinusoidal"):
+        tasks.setup_task(args).build_model(args)
+
+
+@pytest.mark.parametrize("positions", ["restart", "keep"])
+def test_block_warm_up_trains_the_positions_its_option_names(spm_shard, positions):
+    """task.train_step with --block-length-schedule: the pieces' positions restart at 0 (only the first
+    L position embeddings get a gradient) or keep their place in the block (all of them do); whole
+    blocks after the schedule, and the offsets are cleared after every step."""
+    from fairseq.modules import LearnedPositionalEmbedding
+
+    n, length = 32, 8
+    args = parse_training_args(spm_shard, "--tokens-per-sample", n, "--max-positions", n, "--compressed-dim", 4,
+                               "--sample-break-mode", "none", "--block-length-schedule", f"{length}:10",
+                               "--block-positions", positions)
+    task = tasks.setup_task(args)
+    model = task.build_model(args)
+    criterion = task.build_criterion(convert_namespace_to_omegaconf(args).criterion)
+    task.load_dataset("train")
+    batch = task.dataset("train").collater(samples(task)[:4])
+    assert batch["net_input"]["src_tokens"].size(1) == n
+
+    class Optimizer:  # fairseq's train_step calls optimizer.backward(loss)
+        @staticmethod
+        def backward(loss):
+            loss.backward()
+
+    embed = [m for m in model.modules() if isinstance(m, LearnedPositionalEmbedding)][0]
+    first = embed.padding_idx + 1
+
+    def trained_positions(update):
+        model.zero_grad()
+        task.train_step(batch, model, criterion, Optimizer(), update)
+        assert task._position_offsets is None or task._position_offsets.offsets is None
+        return embed.weight.grad[first:].abs().sum(dim=1).ne(0).nonzero().flatten().tolist()
+
+    assert trained_positions(0) == (list(range(length)) if positions == "restart" else list(range(n)))
+    assert trained_positions(10) == list(range(n))  # after the schedule: whole blocks

@@ -58,12 +58,28 @@ def test_linformer_overrides_reach_the_linformer_runs_only(tmp_path):
 
 
 def test_presets_name_their_corpus_and_scale():
-    for name in ("cpu", "gpu", "cluster", "fast"):
+    for name in ("cpu", "cpu_long", "gpu", "cluster", "fast"):
         preset = replication_runs.load_preset(name)
         assert {"corpus", "size", "tokens_per_update", "max_update", "k_sweep", "n_sweep"} <= set(preset)
     assert replication_runs.load_preset("cluster")["corpus"]["source"] == "bookcorpus+wikipedia"
     with pytest.raises(LinformerError, match="no preset .*nowhere.yaml"):
         replication_runs.load_preset("nowhere")
+
+
+def test_the_long_cpu_preset_is_the_cpu_recipe_with_four_times_the_updates(tmp_path):
+    short, long = replication_runs.load_preset("cpu"), replication_runs.load_preset("cpu_long")
+    assert long["max_update"] == 4 * short["max_update"]
+    changed = {"max_update", "validate_interval_updates", "k_sweep"}  # the k sweep: fewer ks, the same seeds
+    assert {key: value for key, value in long.items() if key not in changed} == \
+        {key: value for key, value in short.items() if key not in changed}
+    assert set(long["k_sweep"]["ks"]) <= set(short["k_sweep"]["ks"]) and long["k_sweep"]["seeds"] == short["k_sweep"]["seeds"]
+    runs = {run.name: run for run in replication_runs.plan_runs(long)}
+    for run in replication_runs.plan_runs(short):
+        if run.name in runs:  # the same command but for the updates and the validation interval
+            differs = set(replication_runs.pretrain_command(run, short, "DATA", str(tmp_path))) ^ \
+                set(replication_runs.pretrain_command(runs[run.name], long, "DATA", str(tmp_path)))
+            assert {arg.split("=")[0] for arg in differs} == {
+                "optimization.max_update", "dataset.validate_interval_updates", "checkpoint.save_interval_updates"}
 
 
 def replicate_fast(out):

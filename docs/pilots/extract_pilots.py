@@ -73,6 +73,7 @@ def read_pilot(run):
     arch = get("model._name", ov.get("arch"))
     all_mask = float(get("task.leave_unmasked_prob", 0.1)) == 0 and float(get("task.random_token_prob", 0.1)) == 0
     learned = str(get("model.encoder_learned_pos", True)).lower() != "false"
+    scaled = str(get("model.no_scale_embedding", True)).lower() == "false"  # roberta's default: not scaled
     corpus = re.search(r"corpus(\d+k)", str(get("task.data", "")))
     dictionary = Path(str(get("task.data", ""))) / "dict.txt"
     vocab = (corpus.group(1) if corpus  # else the size of its dictionary, for a corpus directory named otherwise
@@ -86,7 +87,8 @@ def read_pilot(run):
         k=get("model.compressed_dim", "") if arch.startswith("linformer") else "", n=get("task.tokens_per_sample", ov["length"][1:]),
         tokens_per_update=get("task.tokens_per_update", ""), lr=str(get("optimization.lr", "")).strip("[]"),
         mask_prob=get("task.mask_prob", 0.15), pre_ln=str(get("model.encoder_normalize_before", False)).lower() == "true",
-        positions="learned" if learned else "sinusoidal (embeddings scaled by sqrt(d))",
+        positions=("learned" + (", sinusoidal init" if get("task.position_init", "normal") == "sinusoidal" else "")
+                   if learned else "sinusoidal" + (" (embeddings scaled by sqrt(d))" if scaled else " (fixed, unscaled)")),
         masking="all-[MASK]" if all_mask else "80/10/10", block_length_schedule=get("task.block_length_schedule", ""),
         block_positions=get("task.block_positions", "restart") if get("task.block_length_schedule", "") else "",
         heads=get("model.encoder_attention_heads", ""),
@@ -133,7 +135,8 @@ for rows, s in pilots:
         label = (f"{s['pilot'].split('_')[0]}: {s['size']} n={s['n']}" + (f" Linformer k={s['k']} {s['projection']}" if s.get("k") else "")
                  + f" vocab {s['vocab']}, {s['tokens_per_update']} tok, lr {s['lr']}, "
                  f"mask {s['mask_prob']}" + (", all-[MASK]" if s["masking"] == "all-[MASK]" else "")
-                 + (", sinusoidal" if s["positions"] != "learned" else "")
+                 + (", sinusoidal" if s["positions"].startswith("sinusoidal") else "")
+                 + (", sinusoidal init" if s["positions"].endswith("sinusoidal init") else "")
                  + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else "")
                  + (", kept positions" if s.get("block_positions") == "keep" else "")
                  + (f", {s['heads']} heads" if str(s.get("heads")) not in ("", "4") else ""))
@@ -142,7 +145,8 @@ for rows, s in pilots:
                 marker="s" if s.get("block_positions") == "keep" else "o")  # squares: kept positions
 ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="unigram floor (1.0)")
 ax.axhline(0.5, color="red", linewidth=1, linestyle=":", label="issue 19 target (0.5)")
-ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2), xlim=(0, 2050),
+ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2),
+       xlim=(0, 50 + max((r["update"] for rows, _ in pilots for r in rows), default=2000)),
        title="Issue 19 pretraining pilots (2026-12-03, 2026-12-07): [MASK] perplexity / unigram floor, validated at whole blocks")
 ax.grid(alpha=0.3)
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7.5)

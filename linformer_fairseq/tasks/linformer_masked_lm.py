@@ -58,6 +58,7 @@ from .block_length_schedule import (
     split_blocks,
     switch_from,
 )
+from .position_init import sinusoidal_positions
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,12 @@ class LinformerMaskedLMConfig(MaskedLMConfig):
                   "position embedding trains during the warm-up and only attention's span is shortened) or copy "
                   "(restart, and at each switch to longer blocks positions t >= the old length start as copies of "
                   "position t mod that length, Longformer's copy initialisation)"},
+    )
+    position_init: ChoiceEnum(["normal", "sinusoidal"]) = field(
+        default="normal",
+        metadata={"help": "initialisation of learned positional embeddings: normal (fairseq's, N(0, 0.02)) or "
+                  "sinusoidal (the Transformer's sin/cos table, scaled to the same root mean square; the "
+                  "embeddings still train): neighbouring positions start similar"},
     )
     mask_only_seed: int = field(
         default=1,
@@ -216,14 +223,14 @@ class LinformerMaskedLMTask(MaskedLMTask):
         if length is None or not sample:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         sample, offsets = split_blocks(sample, length, self.source_dictionary.pad())
-        shift = self._position_offsets if self.cfg.block_positions == "keep" else None
-        if shift is None:
-            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-        shift.offsets = offsets
+        shift = self._position_offsets  # build_model sets it for --block-positions keep only
+        if shift is not None:
+            shift.offsets = offsets
         try:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         finally:
-            shift.offsets = None
+            if shift is not None:
+                shift.offsets = None
 
     def context_free_tables(self) -> dict:
         """The arguments of ``context_free_floors.floor_log_probs`` for this data and masking: log u from
@@ -268,6 +275,11 @@ class LinformerMaskedLMTask(MaskedLMTask):
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         self.check_lengths(model)
+        if self.cfg.position_init == "sinusoidal" and not from_checkpoint:
+            if not learned_positions(model):
+                raise OptionError("--position-init sinusoidal (task.position_init) initialises learned positional "
+                                  "embeddings, and this model has none")
+            sinusoidal_positions(model)
         if self.block_lengths and self.cfg.block_positions in ("keep", "copy"):
             self._position_offsets = PositionOffsets(model) if self.cfg.block_positions == "keep" else None
             if not learned_positions(model):
