@@ -4,15 +4,8 @@
 # replication's corpus (made as in third_batch.sh). AD, AE, AF and AH were stopped early (see README.md).
 set -euo pipefail
 OUT=${OUT:-pilot_out}
-pilot() {  # NAME ROW OVERRIDES...  (later overrides win over the common ones)
-    local name=$1 row=$2; shift 2
-    mkdir -p "$OUT/runs/$name"
-    { CPU=1 OMP_NUM_THREADS=1 python -m linformer_fairseq.cli.pretrain --verbose "$row" \
-        "$OUT/corpus/data-bin/DATA_PATH" "$OUT/runs/$name" recipe=replication task.tokens_per_update=8192 \
-        lr_scheduler.warmup_updates=100 checkpoint.no_epoch_checkpoints=true common.log_interval=50 \
-        optimization.max_update=2000 dataset.validate_interval_updates=250 checkpoint.save_interval_updates=250 \
-        common.seed=1 "$@" 2>&1; echo "exit $?"; } > "$OUT/runs/$name/launcher.log"
-}
+# shellcheck source=docs/pilots/pilot_n512.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pilot_n512.sh"  # pilot NAME ROW OVERRIDES...
 long=("task.block_length_schedule='128:1400,256:1700'")
 # fixed sinusoidal positions (fairseq's, unscaled: RoBERTa does not scale the token embeddings)
 pilot AD_roberta_n512_sin_long roberta_tiny_n512 "${long[@]}" +model.encoder_learned_pos=false &

@@ -8,15 +8,8 @@ OUT=${OUT:-pilot_out}
 python -m linformer_data_prep.debian_docs --out "$OUT/corpus_text"
 python -m linformer_data_prep.pretraining_corpus --source "$OUT/corpus_text" --out "$OUT/corpus" --shards 1 \
     --valid-docs 40 --vocab-size 4000 --max-line-tokens 254 --workers 2
-pilot() {  # NAME ROW OVERRIDES...
-    local name=$1 row=$2; shift 2
-    mkdir -p "$OUT/runs/$name"
-    { CPU=1 OMP_NUM_THREADS=1 python -m linformer_fairseq.cli.pretrain --verbose "$row" \
-        "$OUT/corpus/data-bin/DATA_PATH" "$OUT/runs/$name" recipe=replication task.tokens_per_update=8192 \
-        lr_scheduler.warmup_updates=100 checkpoint.no_epoch_checkpoints=true common.log_interval=50 \
-        optimization.max_update=2000 dataset.validate_interval_updates=250 checkpoint.save_interval_updates=250 \
-        common.seed=1 "$@" 2>&1; echo "exit $?"; } > "$OUT/runs/$name/launcher.log"
-}
+# shellcheck source=docs/pilots/pilot_n512.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pilot_n512.sh"  # pilot NAME ROW OVERRIDES...
 short=("task.block_length_schedule='128:900,256:1300'")
 long=("task.block_length_schedule='128:1400,256:1700'")
 pilot W_roberta_n512_keep roberta_tiny_n512 "${short[@]}" task.block_positions=keep &
