@@ -183,3 +183,7 @@ def test_listed_commands_survive_a_shell(tmp_path, capsys):
                 for run in replication_runs.plan_runs(preset)]
     assert [shlex.split(line) for line in listed] == expected
     assert any("task.block_length_schedule='" in arg for arg in expected[0])
+    # the report of runs started from the list reads the plan --list wrote: every listed run, not yet run
+    _, rows, _ = report.collect(str(tmp_path))
+    assert [row["run"] for row in rows] == [run.name for run in replication_runs.plan_runs(preset)]
+    assert {row["status"] for row in rows} == {"not run"}

@@ -20,7 +20,9 @@ about 2 hours; cpu_long: the same with 8,000 updates per run, where full attenti
 half the unigram floor, about 6 hours; gpu: base models on one GPU; cluster: the paper's corpus and
 scale); ``--fast`` is the test suite's.
 Each run is ``linformer-pretrain`` with the row name of its model (e.g. small_n512_k64) and the
-preset's schedule as overrides; ``--list`` prints those commands, e.g. to submit them with Slurm.
+preset's schedule as overrides; ``--list`` prints those commands, e.g. to submit them with Slurm (after
+the corpus stage), and writes OUT/plan.json, from which ``linformer-replication-report OUT`` makes the
+tables once they have trained.
 """
 
 import os
@@ -39,7 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fast", action="store_true", help="the test suite's preset: every stage, tiny, in minutes")
     parser.add_argument("--out", help="where everything goes (default: replication_output/PRESET in the repository, or in the "
                         "working directory when the package is installed)")
-    parser.add_argument("--list", action="store_true", help="print the runs' pretraining commands and stop")
+    parser.add_argument("--list", action="store_true", help="print the runs' pretraining commands, write OUT/plan.json (for "
+                        "linformer-replication-report OUT) and stop")
     args = parser.parse_args(argv)
     setup_logging()
     preset = "fast" if args.fast else args.preset

@@ -100,8 +100,9 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
         try:
             for line in process.stdout:
                 log.write(line)
-                if echo:
+                if echo:  # flushed: `--verbose | tee` and a parent reading the pipe see each line as it comes
                     sys.stdout.write(line)
+                    sys.stdout.flush()
                 if progress is not None:
                     progress.feed(line)
         except BaseException:  # Ctrl-C: stop the child too, then let the caller see the interrupt

@@ -21,13 +21,15 @@ def run(preset_name: str, out: str, list_only: bool = False, resume: str = "") -
     preset = load_preset(preset_name)
     data = os.path.join(out, "corpus", "data-bin", "DATA_PATH")
     runs = plan_runs(preset)
+    # the plan is written for --list too: linformer-replication-report OUT reads it once the listed runs
+    # (pasted, or submitted with Slurm) have trained
+    os.makedirs(out, exist_ok=True)
+    atomic_write_json(os.path.join(out, "plan.json"), {"preset": preset_name, "settings": preset,
+                                                       "runs": [asdict(run) for run in runs]})
     if list_only:
         for run in runs:
             print(shlex.join(pretrain_command(run, preset, data, out)))  # pasteable: quotes survive a shell
         return 0
-    os.makedirs(out, exist_ok=True)
-    atomic_write_json(os.path.join(out, "plan.json"), {"preset": preset_name, "settings": preset,
-                                                       "runs": [asdict(run) for run in runs]})
     env = dict(os.environ, OMP_NUM_THREADS=str(preset["threads_per_run"]), PYTHONUNBUFFERED="1")
     if preset["device"] == "cpu":
         env["CPU"] = "1"
