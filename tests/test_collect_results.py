@@ -202,6 +202,35 @@ def test_writes_validation_curves(grid, tmp_path):
 
 
 @pytest.mark.slow  # subprocesses
+def _launch(log_dir, suffix, records):
+    """One launch's train_inner event file: (update, fairseq's wall, seconds since the epoch) per record."""
+    writer = SummaryWriter(str(log_dir), filename_suffix=suffix)
+    for step, wall, when in records:
+        writer.add_scalar("wall", wall, step, walltime=when)
+    writer.close()
+
+
+@pytest.mark.parametrize("resumed_logs, expected", [
+    # the second launch redid updates 100-150 and logged 150 again: it goes on from the first's 150
+    ([(150, 0, 5000.0), (200, 0, 5012.5), (250, 0, 5025.0)], [(50, 35), (100, 60), (150, 85), (200, 97.5), (250, 110)]),
+    # the first stopped logging at 150; the second's first record is 250: its pace (0.25 s/update) bridges 100 updates
+    ([(250, 0, 5000.0), (300, 0, 5012.5)], [(50, 35), (100, 60), (150, 85), (250, 110), (300, 122.5)]),
+], ids=["overlap", "gap"])
+def test_training_wall_goes_on_across_a_resume(tmp_path, resumed_logs, expected):
+    """fairseq's own wall reads 0 after a resume (its stopwatch is restored stopped): the curves against
+    wall time of every resumed replication run fell back to 0."""
+    log_dir = tmp_path / "tb" / "train_inner"
+    _launch(log_dir, ".second", resumed_logs)  # written first: launches are ordered by when they ran, not by name
+    _launch(log_dir, ".first", [(step, 10 + 0.5 * step, 1000.0 + 0.5 * step) for step in (50, 100, 150)])
+    assert run_curves.training_wall(str(tmp_path)) == expected
+
+
+def test_training_wall_of_one_launch_is_fairseqs_own(tmp_path):
+    _launch(tmp_path / "tb" / "train_inner", "", [(50, 31, 1000.0), (100, 55, 1030.0)])
+    assert run_curves.training_wall(str(tmp_path)) == [(50, 31), (100, 55)]
+    assert run_curves.training_wall(str(tmp_path / "nothing")) == []
+
+
 def test_plot_curves_cli(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "curves.png"

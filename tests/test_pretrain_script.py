@@ -21,6 +21,7 @@ from linformer_fairseq.errors import LaunchError
 from linformer_fairseq.launch import batch, devices, pretraining_configs
 from linformer_fairseq.launch.fairseq_hydra import compose
 from linformer_fairseq.rendezvous import rendezvous_port
+from linformer_fairseq.results.curves import training_wall
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "pretrain.sh")
@@ -541,6 +542,9 @@ def test_sigterm_ends_pretraining_in_one_line_and_the_run_resumes_exactly(corpus
     assert int(records[0]["num_updates"]) == at + 1
     reference_losses = {r["num_updates"]: r["loss"] for r in train_records(reference_run[1])}
     assert {r["num_updates"]: r["loss"] for r in records} == {u: v for u, v in reference_losses.items() if int(u) > at}
+    # the run's wall time goes on across the resume (fairseq's own restarts at 0 and stays there)
+    wall = [seconds for _, seconds in training_wall(str(save_dir))]
+    assert len(wall) >= 2 and wall == sorted(wall) and wall[-1] > wall[0], wall
 
 
 @pytest.mark.slow
@@ -567,3 +571,4 @@ def test_paths_with_spaces_and_non_ascii_letters_train(corpus, tmp_path):
 
     composed = OmegaConf.load(save_dir / "hydra" / "rank0" / ".hydra" / "config.yaml")
     assert (composed.task.data, composed.common.tensorboard_logdir) == (str(data), str(save_dir / "tb"))
+

@@ -78,7 +78,7 @@ def read_pilot(run):
     dictionary = Path(str(get("task.data", ""))) / "dict.txt"
     vocab = (corpus.group(1) if corpus  # else the size of its dictionary, for a corpus directory named otherwise
              else f"{round(len(dictionary.read_text().splitlines()) / 1000)}k" if dictionary.exists() else "not logged")
-    ended = {"0": "finished", "143": "killed (SIGTERM, exit 143; no reason in the log)"}.get(exit_code, f"failed (exit {exit_code})")
+    ended = {"0": "finished", "143": "stopped (SIGTERM, exit 143; README.md says why where known)"}.get(exit_code, f"failed (exit {exit_code})")
     if hydra_error:
         ended += ": Hydra " + hydra_error.group(1) + " (unquoted comma read as a sweep)"
     settings = dict(
@@ -139,13 +139,14 @@ for rows, s in pilots:
                  + (", sinusoidal init" if s["positions"].endswith("sinusoidal init") else "")
                  + (f", blocks {s['block_length_schedule']}" if s["block_length_schedule"] else "")
                  + (", kept positions" if s.get("block_positions") == "keep" else "")
-                 + (f", {s['heads']} heads" if str(s.get("heads")) not in ("", "4") else ""))
+                 + (f", {s['heads']} heads" if str(s.get("heads")) not in ("", "4") else "")
+                 + (f", {s['updates_reached']} updates" if int(s.get("updates_reached") or 0) > 2000 else ""))
         ax.plot([r["update"] for r in rows], [r["mask_ratio_to_unigram"] for r in rows], markersize=3, label=label,
                 color=colour, linestyle="--" if s.get("k") else "-",  # dashed: Linformer
                 marker="s" if s.get("block_positions") == "keep" else "o")  # squares: kept positions
 ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="unigram floor (1.0)")
 ax.axhline(0.5, color="red", linewidth=1, linestyle=":", label="issue 19 target (0.5)")
-ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.35, 1.2),
+ax.set(xlabel="updates", ylabel="[MASK] ppl / unigram floor ppl", ylim=(0.2, 1.2),
        xlim=(0, 50 + max((r["update"] for rows, _ in pilots for r in rows), default=2000)),
        title="Issue 19 pretraining pilots (2026-12-03, 2026-12-07): [MASK] perplexity / unigram floor, validated at whole blocks")
 ax.grid(alpha=0.3)

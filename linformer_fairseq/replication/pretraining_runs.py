@@ -15,7 +15,7 @@ import statistics
 
 from ..atomic_files import atomic_write_csv, atomic_write_text
 from ..errors import LinformerError
-from ..results.curves import read_curves
+from ..results.curves import read_curves, training_wall
 from .plots import plot_pretraining_curves
 
 COLUMNS = ["model", "arch", "n", "k", "parameters", "updates", "mask_ppl", "unigram_floor_ppl", "mask_ratio_to_unigram",
@@ -79,7 +79,7 @@ def summarize(save_dir, label):
     facts = describe(save_dir)
     valid = read_curves(save_dir, "valid", ("loss", "ppl", "accuracy", "copy_floor_ppl"))
     mask_only = read_curves(save_dir, "valid_mask_only", ("ppl", "accuracy", "unigram_floor_ppl"))
-    train = read_curves(save_dir, "train_inner", ("loss", "wps", "wall"))
+    train = read_curves(save_dir, "train_inner", ("loss", "wps"))
     wps = [v for _, v in train.get("wps", [])][1:] or [v for _, v in train.get("wps", [])]
     row = {
         "model": label or ("Linformer" if facts["linformer"] else "RoBERTa"),
@@ -96,7 +96,7 @@ def summarize(save_dir, label):
     row["uses_context"] = context_use(row["mask_ppl"], row["unigram_floor_ppl"], row["valid_ppl"], row["copy_floor_ppl"])
     return row, {"train loss": train.get("loss", []), "[MASK] perplexity": mask_only.get("ppl", []),
                  "valid perplexity": valid.get("ppl", []), "unigram floor": mask_only.get("unigram_floor_ppl", []),
-                 "copy floor": valid.get("copy_floor_ppl", []), "wall": train.get("wall", [])}
+                 "copy floor": valid.get("copy_floor_ppl", []), "wall": training_wall(save_dir)}
 
 
 def markdown(rows):

@@ -39,6 +39,50 @@ def read_curves(run_dir, subset="valid", metrics=METRICS):
     return curves
 
 
+def training_wall(run_dir):
+    """[(update, seconds)]: a pretraining run's wall time at each update it logged (RUN_DIR/tb/train_inner),
+    counted across the launches of a resumed run.
+
+    fairseq logs its own ``wall`` there, but after a resume it reads 0 for good: the stopwatch comes back
+    from the checkpoint stopped (``StopwatchMeter.load_state_dict`` sets ``start_time = None``). So only
+    the first launch's numbers are fairseq's; each later launch (its own event file) adds the time since
+    its first record to the run's time at that update: the earlier launch's, where it got that far,
+    else its last one plus the new launch's own pace over the updates in between."""
+    log_dir = os.path.join(run_dir, "tb", "train_inner")
+    if not os.path.isdir(log_dir):
+        return []
+    launches = []
+    for name in os.listdir(log_dir):
+        if not name.startswith("events.out.tfevents."):
+            continue
+        events = event_accumulator.EventAccumulator(os.path.join(log_dir, name), size_guidance={event_accumulator.SCALARS: 0})
+        events.Reload()
+        if "wall" in events.Tags().get("scalars", []):
+            records = [(event.step, event.wall_time, event.value) for event in events.Scalars("wall")]
+            if records:
+                launches.append(records)
+    launches.sort(key=lambda records: records[0][1])  # in the order they ran
+    wall = {}
+    for records in launches:
+        if not wall:
+            wall = {step: value for step, _, value in records}
+            continue
+        first_step, first_time, _ = records[0]
+        done = sorted(wall.items())
+        reached = [(step, seconds) for step, seconds in done if step <= first_step]
+        if not reached:
+            start = 0.0
+        elif reached[-1][0] == first_step or len(records) < 2:
+            start = reached[-1][1]
+        else:  # the earlier launch stopped before this update: the new launch's pace covers the gap
+            (step1, time1, _) = records[1]
+            pace = (time1 - first_time) / max(step1 - first_step, 1)
+            start = reached[-1][1] + pace * (first_step - reached[-1][0])
+        wall = {step: seconds for step, seconds in done if step < first_step}  # this launch redid the rest
+        wall.update({step: start + time - first_time for step, time, _ in records})
+    return sorted(wall.items())
+
+
 def read_run(run_dir):
     with open(os.path.join(run_dir, "run.json")) as f:
         return json.load(f)
