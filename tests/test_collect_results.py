@@ -201,7 +201,6 @@ def test_writes_validation_curves(grid, tmp_path):
                       "loss": [(10, pytest.approx(0.6)), (20, pytest.approx(0.4))]}
 
 
-@pytest.mark.slow  # subprocesses
 def _launch(log_dir, suffix, records):
     """One launch's train_inner event file: (update, fairseq's wall, seconds since the epoch) per record."""
     writer = SummaryWriter(str(log_dir), filename_suffix=suffix)
@@ -231,6 +230,7 @@ def test_training_wall_of_one_launch_is_fairseqs_own(tmp_path):
     assert run_curves.training_wall(str(tmp_path / "nothing")) == []
 
 
+@pytest.mark.slow  # subprocesses
 def test_plot_curves_cli(grid, tmp_path):
     runs, _, _ = grid
     out = tmp_path / "curves.png"

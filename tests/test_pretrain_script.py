@@ -571,4 +571,3 @@ def test_paths_with_spaces_and_non_ascii_letters_train(corpus, tmp_path):
 
     composed = OmegaConf.load(save_dir / "hydra" / "rank0" / ".hydra" / "config.yaml")
     assert (composed.task.data, composed.common.tensorboard_logdir) == (str(data), str(save_dir / "tb"))
-
