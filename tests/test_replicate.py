@@ -187,3 +187,26 @@ def test_listed_commands_survive_a_shell(tmp_path, capsys):
     _, rows, _ = report.collect(str(tmp_path))
     assert [row["run"] for row in rows] == [run.name for run in replication_runs.plan_runs(preset)]
     assert {row["status"] for row in rows} == {"not run"}
+
+
+@pytest.mark.slow
+def test_the_report_counts_every_launch_and_marks_times_a_launch_never_recorded(finished, tmp_path):
+    out = tmp_path / "relaunched"
+    shutil.copytree(finished[0], out)
+    before = {row["run"]: row for row in csv.DictReader(open(finished[0] / "results" / "replication.csv"))}
+    # roberta_n64_s1: a second launch is training (its snapshot so far is in resources.json)
+    record = json.loads((out / "runs" / "roberta_n64_s1" / "resources.json").read_text())
+    record["running_launch"] = {"launch": "elsewhere:1:0", "seconds": 600.0, "cpu_seconds": 540.0, "peak_rss_kb": 2**20}
+    (out / "runs" / "roberta_n64_s1" / "resources.json").write_text(json.dumps(record))
+    # linformer_n64_k8_s1: an earlier launch logged training, then was killed before any record of its time
+    logs = out / "runs" / "linformer_n64_k8_s1" / "tb" / "train_inner"
+    events = sorted(logs.iterdir())[0]
+    shutil.copy(events, logs / (events.name + ".earlier"))
+    table = report.report(str(out))
+    rows = {row["run"]: row for row in csv.DictReader(open(out / "results" / "replication.csv"))}
+    assert float(rows["roberta_n64_s1"]["cpu_minutes"]) == pytest.approx(float(before["roberta_n64_s1"]["cpu_minutes"]) + 9, abs=0.01)
+    assert float(rows["roberta_n64_s1"]["wall_minutes"]) == pytest.approx(float(before["roberta_n64_s1"]["wall_minutes"]) + 10, abs=0.01)
+    assert rows["roberta_n64_s1"]["unrecorded_launches"] == "0" and rows["linformer_n64_k8_s1"]["unrecorded_launches"] == "1"
+    line = next(line for line in table.splitlines() if line.startswith("| linformer_n64_k8_s1 |"))
+    assert line.count("| ≥ ") == 2 and "| ≥ " not in table.split("| roberta_n64_s1 |")[1].splitlines()[0]
+    assert "≥: the run's logs show launches that ended without any record" in table

@@ -5,9 +5,12 @@
 """
 
 import contextlib
+import logging
 import os
 import shlex
+import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import List, Mapping
 
@@ -30,8 +33,10 @@ from .interrupts import interruptible
 from .pretraining_configs import CONFIG_DIR, resolve
 from .progress import Progress, log_size, reported_error, run_logged, tail
 from .ranks import LaunchRank, RunBarrier, launch_rank
-from .resources import record_resources
+from .resources import record_launch_progress, record_resources
 from .run_directory import finished, run_lock, what_is_kept
+
+logger = logging.getLogger(__name__)
 
 # set by this launcher from its arguments and environment
 RESERVED = {"task.data": "DATA", "checkpoint.save_dir": "SAVE_DIR", "common.user_dir": "the plugin",
@@ -178,10 +183,19 @@ def train(plan: LaunchPlan, save_dir: str, console: RunConsole, rank: LaunchRank
     progress = Progress("pretrain", total=plan.cfg.optimization.max_update or None, enabled=rank.leader)
     resources = {}
     start = log_size(log_path)
-    status = run_logged(plan.command, log_path, progress=progress, echo=verbose, resources=resources)
+    launch = f"{socket.gethostname()}:{os.getpid()}:{time.time():.0f}"
+
+    def snapshot(measured):  # a full disk must not stop training: the final record says what it can
+        try:
+            record_launch_progress(save_dir, launch, measured)
+        except OSError as error:
+            logger.warning(f"could not record this launch's resources so far in {save_dir}: {error}")
+
+    status = run_logged(plan.command, log_path, progress=progress, echo=verbose, resources=resources,
+                        snapshot=snapshot if rank.leader else None)
     if rank.leader:
         late = barrier.wait_for_end() if status == 0 else []  # a failed run's other ranks fail or are killed
-        record_resources(save_dir, resources)
+        record_resources(save_dir, resources, launch)
         if late:
             console.say(f"ranks {', '.join(map(str, late))} did not end their training within "
                         f"{barrier.end_timeout_s:.0f} s of rank 0; resources.json lacks their last records")

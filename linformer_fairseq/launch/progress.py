@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from tqdm import tqdm
+
+from .resources import process_tree_usage
 
 _RECORD = re.compile(r"\| (train_inner|train|valid\w*) \| (\{.*\})\s*$")  # valid_mask_only too
 
@@ -85,16 +87,20 @@ class Progress:
 
 
 def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = None, cwd: Optional[str] = None,
-               progress: Optional[Progress] = None, echo: bool = False, resources: Optional[dict] = None) -> int:
+               progress: Optional[Progress] = None, echo: bool = False, resources: Optional[dict] = None,
+               snapshot: Optional[Callable[[dict], None]] = None, snapshot_every_s: float = 60.0) -> int:
     """Run ``command`` with stdout and stderr appended to ``log_path``; returns its exit status.
 
     ``echo`` also copies every line to the console (``--verbose``). ``resources`` receives
     ``peak_rss_kb`` (the largest resident set of the command or of any process it waited for, e.g.
     torchrun's workers), ``seconds`` (wall time) and ``cpu_seconds`` (user + system time of the command
-    and the processes it waited for: what the work cost, whatever else shared the machine)."""
+    and the processes it waited for: what the work cost, whatever else shared the machine).
+    ``snapshot`` is called, at most every ``snapshot_every_s`` seconds while the command writes
+    output, with the same three measured so far (CPU time and peak memory from /proc, where there is
+    one): what is known of a command that is later killed without warning."""
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     with open(log_path, "a", buffering=1, errors="replace") as log:
-        started = time.monotonic()
+        started = last_snapshot = time.monotonic()
         process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace", env=env, cwd=cwd, bufsize=1)
         try:
@@ -105,6 +111,11 @@ def run_logged(command: Sequence[str], log_path: str, *, env: Optional[dict] = N
                     sys.stdout.flush()
                 if progress is not None:
                     progress.feed(line)
+                if snapshot is not None and time.monotonic() - last_snapshot >= snapshot_every_s:
+                    last_snapshot = time.monotonic()
+                    usage_so_far = process_tree_usage(process.pid) or {}
+                    snapshot({"seconds": last_snapshot - started, "cpu_seconds": usage_so_far.get("cpu_seconds"),
+                              "peak_rss_kb": usage_so_far.get("peak_rss_kb", 0)})
         except BaseException:  # Ctrl-C: stop the child too, then let the caller see the interrupt
             process.kill()
             raise

@@ -7,7 +7,10 @@ of its device: the tensors PyTorch allocated, not the allocator's cache) and its
 set size on the host. The launcher (global rank 0 of a Slurm launch) then merges them into
 ``SAVE_DIR/resources.json`` (:func:`record_resources`) with what it measured of the training command
 (wall and CPU time, the peak RSS of the processes it waited for on its node), keeping the largest
-peak and summing the times over restarts.
+peak and summing the times over restarts. While it trains, the launcher also keeps a snapshot of the
+launch so far in ``running_launch`` (:func:`record_launch_progress`, every minute, from ``/proc``), so
+a launch killed without warning (SIGKILL, a lost node, a scheduler's hard limit) still counts up to
+its last snapshot: the next launch or report folds it in as an interrupted launch.
 """
 
 import glob
@@ -23,6 +26,7 @@ from ..atomic_files import atomic_write_json
 logger = logging.getLogger(__name__)
 
 RANKS_DIR = "resources"
+RUNNING = "running_launch"  # resources.json's snapshot of the launch in progress
 
 
 def train_and_record(cfg, **kwargs):
@@ -60,16 +64,88 @@ def _larger(a: Optional[float], b: Optional[float]) -> Optional[float]:
     return b if a is None else a if b is None else max(a, b)
 
 
-def record_resources(save_dir: str, measured: dict) -> dict:
+def process_tree_usage(pid: int) -> Optional[dict]:
+    """``cpu_seconds`` (user + system time of process ``pid``, its live descendants and the children they
+    have waited for) and ``peak_rss_kb`` (the largest peak resident set among them) while they run,
+    from Linux's /proc; None where there is no /proc or ``pid`` is gone."""
+    if not os.path.isdir(f"/proc/{pid}"):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ..., utime at 11
+        parent[int(entry)] = int(fields[1])
+        cpu[int(entry)] = sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    tree, grew = {pid}, True
+    while grew:
+        children = {child for child, up in parent.items() if up in tree} - tree
+        tree |= children
+        grew = bool(children)
+    peak = 0
+    for member in tree:
+        try:
+            with open(f"/proc/{member}/status") as f:
+                peak = max([peak] + [int(line.split()[1]) for line in f if line.startswith("VmHWM:")])
+        except OSError:
+            continue
+    return {"cpu_seconds": sum(cpu.get(member, 0.0) for member in tree), "peak_rss_kb": peak}
+
+
+def _load(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _fold_interrupted(record: dict, launch: Optional[str]) -> dict:
+    """``record`` with the snapshot of a launch other than ``launch`` (one that ended without its final
+    record) added to the totals as an interrupted launch."""
+    record = dict(record)
+    running = record.pop(RUNNING, None)
+    if running is None or running.get("launch") == launch:
+        return record
+    record.update(
+        peak_rss_gb=round(max(record.get("peak_rss_gb", 0), running.get("peak_rss_kb", 0) / 2**20), 3),
+        wall_seconds=round(record.get("wall_seconds", 0) + running["seconds"], 1),
+        cpu_seconds=round(record.get("cpu_seconds", 0) + (running.get("cpu_seconds") or 0), 1),
+        launches=record.get("launches", 0) + 1,
+        interrupted_launches=record.get("interrupted_launches", 0) + 1)
+    return record
+
+
+def with_running_launch(record: dict) -> dict:
+    """A resources.json record as it stands, counting a launch still training (or killed and not yet
+    resumed) up to its last snapshot: what a report shows."""
+    return _fold_interrupted(record, None)
+
+
+def record_launch_progress(save_dir: str, launch: str, measured: dict) -> None:
+    """SAVE_DIR/resources.json's ``running_launch``: what the launch ``launch`` (an id of this launch) has
+    used so far (``seconds``, ``cpu_seconds``, ``peak_rss_kb``); a previous launch's leftover snapshot is
+    folded into the totals first."""
+    path = os.path.join(save_dir, "resources.json")
+    record = _fold_interrupted(_load(path), launch)
+    record[RUNNING] = {"launch": launch, **measured}
+    atomic_write_json(path, record)
+
+
+def record_resources(save_dir: str, measured: dict, launch: Optional[str] = None) -> dict:
     """SAVE_DIR/resources.json from the ranks' records and the launcher's ``measured`` (``peak_rss_kb``,
     ``seconds``, ``cpu_seconds`` of the training command): ``ranks`` (per rank: host, peak GPU memory,
     peak host RSS), ``peak_gpu_memory_gb`` (the largest rank's; null on the CPU), ``peak_rss_gb`` (host
-    memory of the training processes on the launcher's node), wall and CPU seconds, launches."""
+    memory of the training processes on the launcher's node), wall and CPU seconds, launches (and
+    ``interrupted_launches``, counted to their last snapshot). ``launch``: this launch's id in
+    :func:`record_launch_progress`, whose snapshot this final record replaces."""
     path = os.path.join(save_dir, "resources.json")
-    previous = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
+    previous = _fold_interrupted(_load(path), launch)
     ranks = dict(previous.get("ranks", {}))
     for rank_file in glob.glob(os.path.join(save_dir, RANKS_DIR, "rank*.json")):
         with open(rank_file) as f:
@@ -89,5 +165,7 @@ def record_resources(save_dir: str, measured: dict) -> dict:
         "cpu_seconds": round(previous.get("cpu_seconds", 0) + measured["cpu_seconds"], 1),
         "launches": previous.get("launches", 0) + 1,
     }
+    if previous.get("interrupted_launches"):
+        merged["interrupted_launches"] = previous["interrupted_launches"]
     atomic_write_json(path, merged)
     return merged

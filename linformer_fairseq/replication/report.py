@@ -9,8 +9,8 @@ checkpoint_last.pt, resources.json) and writes OUT/results/:
                    fairseq's usual validation perplexity (80/10/10, the paper's metric) beside the copy
                    floor, whether the run uses its context, both ratios to RoBERTa, masked-token accuracy,
                    tokens/s (median of fairseq's per-interval words/s after the first interval), peak
-                   resident memory, wall and CPU time (CPU time is what a run costs whatever else
-                   shares the machine)
+                   resident memory, wall and CPU time over all its launches (CPU time is what a run
+                   costs whatever else shares the machine; "≥" where a launch left no record)
   replication.csv  the rows
   curves.csv       [MASK] and usual validation perplexity against updates and training wall time
   k_sweep.png      Figure 3 (a, b): [MASK] perplexity at one n, a curve per k and seed + RoBERTa,
@@ -26,13 +26,15 @@ from typing import Dict, List
 
 from ..atomic_files import atomic_write_csv, atomic_write_text
 from ..errors import LinformerError
+from ..launch.resources import with_running_launch
+from ..results.curves import launches_logged
 from .plots import plot_sweep
 from .pretraining_runs import FLOORS_NOTE, summarize
 
 COLUMNS = ["run", "attention", "n", "k", "seed", "parameters", "updates", "mask_ppl", "unigram_floor_ppl",
            "mask_ratio_to_unigram", "valid_ppl", "copy_floor_ppl", "valid_ratio_to_copy", "uses_context",
            "mask_ratio_to_roberta", "ppl_ratio_to_roberta", "valid_accuracy", "tokens_per_s", "peak_rss_gb",
-           "wall_minutes", "cpu_minutes", "status"]
+           "wall_minutes", "cpu_minutes", "unrecorded_launches", "status"]
 NAN = float("nan")
 
 
@@ -61,19 +63,21 @@ def collect(out: str) -> (dict, List[dict], Dict[str, dict]):
                 "seed": run.get("seed", 1), "sweeps": run["sweeps"]}
         if not os.path.isfile(os.path.join(save_dir, "checkpoint_last.pt")):  # not started, or no checkpoint yet
             rows.append({**base, **{column: NAN for column in COLUMNS if column not in base}, "parameters": "—",
-                         "updates": 0, "uses_context": "—", "status": "not run"})
+                         "updates": 0, "uses_context": "—", "unrecorded_launches": 0, "status": "not run"})
             curves[run["name"]] = {"mask": [], "valid": [], "floor": NAN}
             continue
         summary, run_curves = summarize(save_dir, run["name"])
         resources = {}
         if os.path.exists(os.path.join(save_dir, "resources.json")):
             with open(os.path.join(save_dir, "resources.json")) as f:
-                resources = json.load(f)
+                resources = with_running_launch(json.load(f))  # a launch in progress: so far
         finished = summary["updates"] >= plan["settings"]["max_update"]
         rows.append({**{column: summary[column] for column in COLUMNS if column in summary}, **base,
                      "tokens_per_s": summary["words_per_s"], "peak_rss_gb": resources.get("peak_rss_gb", NAN),
                      "wall_minutes": resources.get("wall_seconds", NAN) / 60,
                      "cpu_minutes": resources.get("cpu_seconds", NAN) / 60,
+                     # launches in the logs that resources.json never heard of (killed before any record)
+                     "unrecorded_launches": max(launches_logged(save_dir) - resources.get("launches", 0), 0),
                      "status": "finished" if finished else "unfinished"})
         wall = run_curves["wall"]
         curves[run["name"]] = {
@@ -135,8 +139,15 @@ def markdown(plan: dict, rows: List[dict]) -> str:
               "tokens_per_s": 0, "peak_rss_gb": 2, "wall_minutes": 1, "cpu_minutes": 1}
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(rows, key=lambda r: (r["n"], r["attention"] != "roberta", r["k"] if r["k"] != "-" else 0, r["seed"])):
-        lines.append("| " + " | ".join(_fmt(row[c], digits.get(c, 0)) for c in COLUMNS) + " |")
+        cells = {c: _fmt(row[c], digits.get(c, 0)) for c in COLUMNS}
+        if row.get("unrecorded_launches") and not math.isnan(row["cpu_minutes"]):  # the recorded launches only
+            cells["wall_minutes"], cells["cpu_minutes"] = f"≥ {cells['wall_minutes']}", f"≥ {cells['cpu_minutes']}"
+        lines.append("| " + " | ".join(cells[c] for c in COLUMNS if c != "unrecorded_launches") + " |")
     lines += ["", FLOORS_NOTE]
+    if any(row.get("unrecorded_launches") and not math.isnan(row["cpu_minutes"]) for row in rows):
+        lines += ["", "≥: the run's logs show launches that ended without any record of their time (killed before "
+                  "the launcher's first snapshot, or by a version that kept none); wall and CPU minutes count the "
+                  "others."]
     missing = [row["run"] for row in rows if row["status"] != "finished"]
     if missing:
         lines += ["", f"Not finished ({len(missing)} of {len(rows)}): {', '.join(missing)}. Their numbers (if any) are "

@@ -39,6 +39,15 @@ def read_curves(run_dir, subset="valid", metrics=METRICS):
     return curves
 
 
+def launches_logged(run_dir) -> int:
+    """How many launches of a pretraining run logged training progress: one TensorBoard event file each
+    in RUN_DIR/tb/train_inner."""
+    log_dir = os.path.join(run_dir, "tb", "train_inner")
+    if not os.path.isdir(log_dir):
+        return 0
+    return sum(name.startswith("events.out.tfevents.") for name in os.listdir(log_dir))
+
+
 def training_wall(run_dir):
     """[(update, seconds)]: a pretraining run's wall time at each update it logged (RUN_DIR/tb/train_inner),
     counted across the launches of a resumed run.
