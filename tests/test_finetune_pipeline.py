@@ -351,10 +351,11 @@ def test_ctrl_c_ends_fine_tuning_in_one_line_marked_interrupted(pretrained, task
     import time
 
     run_dir = tmp_path / "interrupted"
-    # 5,000 updates (~1 min here): the run must outlast the moment a loaded machine lets this test read the
-    # first "Saved checkpoint" (400 updates once ended before the signal came); Ctrl-C comes at that save.
+    # 5,000 updates (~1 min here) and no epoch limit (the recipe's 10 epochs are 60 updates of this sample,
+    # which once ended before the signal came on a loaded machine): the run must outlast the moment this
+    # test reads the first "Saved checkpoint"; Ctrl-C comes at that save.
     overrides = [o for o in SHORT if not o.startswith("optimization.max_update")] + \
-        ["optimization.max_update=5000", "checkpoint.save_interval_updates=2"]
+        ["optimization.max_update=5000", "optimization.max_epoch=0", "checkpoint.save_interval_updates=2"]
     proc = subprocess.Popen(["bash", FINETUNE, "--verbose", "sst2", str(pretrained[1]), *overrides], cwd=tmp_path,
                             env=_env(DATA_DIR=str(task_data["sst2"]), RUN_DIR=str(run_dir)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
