@@ -358,7 +358,11 @@ def test_ctrl_c_ends_fine_tuning_in_one_line_marked_interrupted(pretrained, task
         ["optimization.max_update=5000", "optimization.max_epoch=0", "checkpoint.save_interval_updates=2"]
     proc = subprocess.Popen(["bash", FINETUNE, "--verbose", "sst2", str(pretrained[1]), *overrides], cwd=tmp_path,
                             env=_env(DATA_DIR=str(task_data["sst2"]), RUN_DIR=str(run_dir)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # a terminal's foreground job: SIGINT not ignored, even when this suite runs as a
+                            # background job of a non-interactive shell (which ignores SIGINT for it, and so
+                            # for every process it starts)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
             if "Saved checkpoint" in line:
