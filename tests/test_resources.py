@@ -17,7 +17,7 @@ def test_a_launch_killed_without_warning_counts_up_to_its_last_snapshot(tmp_path
     resources.record_launch_progress(str(tmp_path), "second", {"seconds": 30.0, "cpu_seconds": 25.0, "peak_rss_kb": 2**20})
     resources.record_launch_progress(str(tmp_path), "second", {"seconds": 60.0, "cpu_seconds": 50.0, "peak_rss_kb": 3 * 2**20})
     assert read(tmp_path)["launches"] == 1 and read(tmp_path)["wall_seconds"] == 100.0  # a snapshot is not a launch yet
-    so_far = resources.with_running_launch(read(tmp_path))  # what a report shows meanwhile
+    so_far = resources.read_resources(str(tmp_path))  # what a report shows meanwhile
     assert (so_far["wall_seconds"], so_far["cpu_seconds"], so_far["peak_rss_gb"]) == (160.0, 140.0, 3.0)
     # the third launch folds the second in as interrupted, then replaces its own snapshot by its final record
     resources.record_launch_progress(str(tmp_path), "third", {"seconds": 5.0, "cpu_seconds": 4.0, "peak_rss_kb": 2**20})
@@ -27,7 +27,7 @@ def test_a_launch_killed_without_warning_counts_up_to_its_last_snapshot(tmp_path
     assert (merged["wall_seconds"], merged["cpu_seconds"], merged["launches"], merged["interrupted_launches"]) == \
         (170.0, 148.0, 3, 1)
     assert merged["peak_rss_gb"] == 3.0  # the killed launch's peak is kept
-    assert resources.with_running_launch(merged) == merged
+    assert resources.read_resources(str(tmp_path)) == merged
 
 
 def test_snapshots_measure_the_commands_processes_while_they_run(tmp_path):

@@ -98,10 +98,14 @@ def process_tree_usage(pid: int) -> Optional[dict]:
     return {"cpu_seconds": sum(cpu.get(member, 0.0) for member in tree), "peak_rss_kb": peak}
 
 
-def _load(path: str) -> dict:
-    if not os.path.exists(path):
+def _path(save_dir: str) -> str:
+    return os.path.join(save_dir, "resources.json")
+
+
+def _load(save_dir: str) -> dict:
+    if not os.path.exists(_path(save_dir)):
         return {}
-    with open(path) as f:
+    with open(_path(save_dir)) as f:
         return json.load(f)
 
 
@@ -121,20 +125,19 @@ def _fold_interrupted(record: dict, launch: Optional[str]) -> dict:
     return record
 
 
-def with_running_launch(record: dict) -> dict:
-    """A resources.json record as it stands, counting a launch still training (or killed and not yet
-    resumed) up to its last snapshot: what a report shows."""
-    return _fold_interrupted(record, None)
+def read_resources(save_dir: str) -> dict:
+    """SAVE_DIR/resources.json as it stands ({} when there is none), counting a launch still training
+    (or killed and not yet resumed) up to its last snapshot: what a report shows."""
+    return _fold_interrupted(_load(save_dir), None)
 
 
 def record_launch_progress(save_dir: str, launch: str, measured: dict) -> None:
     """SAVE_DIR/resources.json's ``running_launch``: what the launch ``launch`` (an id of this launch) has
     used so far (``seconds``, ``cpu_seconds``, ``peak_rss_kb``); a previous launch's leftover snapshot is
     folded into the totals first."""
-    path = os.path.join(save_dir, "resources.json")
-    record = _fold_interrupted(_load(path), launch)
+    record = _fold_interrupted(_load(save_dir), launch)
     record[RUNNING] = {"launch": launch, **measured}
-    atomic_write_json(path, record)
+    atomic_write_json(_path(save_dir), record)
 
 
 def record_resources(save_dir: str, measured: dict, launch: Optional[str] = None) -> dict:
@@ -144,8 +147,7 @@ def record_resources(save_dir: str, measured: dict, launch: Optional[str] = None
     memory of the training processes on the launcher's node), wall and CPU seconds, launches (and
     ``interrupted_launches``, counted to their last snapshot). ``launch``: this launch's id in
     :func:`record_launch_progress`, whose snapshot this final record replaces."""
-    path = os.path.join(save_dir, "resources.json")
-    previous = _fold_interrupted(_load(path), launch)
+    previous = _fold_interrupted(_load(save_dir), launch)
     ranks = dict(previous.get("ranks", {}))
     for rank_file in glob.glob(os.path.join(save_dir, RANKS_DIR, "rank*.json")):
         with open(rank_file) as f:
@@ -167,5 +169,5 @@ def record_resources(save_dir: str, measured: dict, launch: Optional[str] = None
     }
     if previous.get("interrupted_launches"):
         merged["interrupted_launches"] = previous["interrupted_launches"]
-    atomic_write_json(path, merged)
+    atomic_write_json(_path(save_dir), merged)
     return merged

@@ -26,7 +26,7 @@ from typing import Dict, List
 
 from ..atomic_files import atomic_write_csv, atomic_write_text
 from ..errors import LinformerError
-from ..launch.resources import with_running_launch
+from ..launch.resources import read_resources
 from ..results.curves import launches_logged
 from .plots import plot_sweep
 from .pretraining_runs import FLOORS_NOTE, summarize
@@ -67,10 +67,7 @@ def collect(out: str) -> (dict, List[dict], Dict[str, dict]):
             curves[run["name"]] = {"mask": [], "valid": [], "floor": NAN}
             continue
         summary, run_curves = summarize(save_dir, run["name"])
-        resources = {}
-        if os.path.exists(os.path.join(save_dir, "resources.json")):
-            with open(os.path.join(save_dir, "resources.json")) as f:
-                resources = with_running_launch(json.load(f))  # a launch in progress: so far
+        resources = read_resources(save_dir)  # a launch in progress: so far
         finished = summary["updates"] >= plan["settings"]["max_update"]
         rows.append({**{column: summary[column] for column in COLUMNS if column in summary}, **base,
                      "tokens_per_s": summary["words_per_s"], "peak_rss_gb": resources.get("peak_rss_gb", NAN),
@@ -115,6 +112,11 @@ def _fmt(value, digits):
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _times_incomplete(row: dict) -> bool:
+    """The run's wall and CPU minutes count its recorded launches only (its logs show others)."""
+    return bool(row.get("unrecorded_launches")) and not math.isnan(row["cpu_minutes"])
+
+
 def markdown(plan: dict, rows: List[dict]) -> str:
     settings = plan["settings"]
     lines = [f"Preset `{plan['preset']}`: `{settings['size']}` models, recipe `{settings['recipe']}`, "
@@ -140,11 +142,11 @@ def markdown(plan: dict, rows: List[dict]) -> str:
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in sorted(rows, key=lambda r: (r["n"], r["attention"] != "roberta", r["k"] if r["k"] != "-" else 0, r["seed"])):
         cells = {c: _fmt(row[c], digits.get(c, 0)) for c in COLUMNS}
-        if row.get("unrecorded_launches") and not math.isnan(row["cpu_minutes"]):  # the recorded launches only
+        if _times_incomplete(row):
             cells["wall_minutes"], cells["cpu_minutes"] = f"≥ {cells['wall_minutes']}", f"≥ {cells['cpu_minutes']}"
         lines.append("| " + " | ".join(cells[c] for c in COLUMNS if c != "unrecorded_launches") + " |")
     lines += ["", FLOORS_NOTE]
-    if any(row.get("unrecorded_launches") and not math.isnan(row["cpu_minutes"]) for row in rows):
+    if any(_times_incomplete(row) for row in rows):
         lines += ["", "≥: the run's logs show launches that ended without any record of their time (killed before "
                   "the launcher's first snapshot, or by a version that kept none); wall and CPU minutes count the "
                   "others."]

@@ -39,13 +39,17 @@ def read_curves(run_dir, subset="valid", metrics=METRICS):
     return curves
 
 
-def launches_logged(run_dir) -> int:
-    """How many launches of a pretraining run logged training progress: one TensorBoard event file each
-    in RUN_DIR/tb/train_inner."""
+def _launch_event_files(run_dir) -> list:
+    """RUN_DIR/tb/train_inner's event files: one per launch of a pretraining run that logged training."""
     log_dir = os.path.join(run_dir, "tb", "train_inner")
     if not os.path.isdir(log_dir):
-        return 0
-    return sum(name.startswith("events.out.tfevents.") for name in os.listdir(log_dir))
+        return []
+    return [os.path.join(log_dir, name) for name in os.listdir(log_dir) if name.startswith("events.out.tfevents.")]
+
+
+def launches_logged(run_dir) -> int:
+    """How many launches of a pretraining run logged training progress."""
+    return len(_launch_event_files(run_dir))
 
 
 def training_wall(run_dir):
@@ -57,14 +61,9 @@ def training_wall(run_dir):
     the first launch's numbers are fairseq's; each later launch (its own event file) adds the time since
     its first record to the run's time at that update: the earlier launch's, where it got that far,
     else its last one plus the new launch's own pace over the updates in between."""
-    log_dir = os.path.join(run_dir, "tb", "train_inner")
-    if not os.path.isdir(log_dir):
-        return []
     launches = []
-    for name in os.listdir(log_dir):
-        if not name.startswith("events.out.tfevents."):
-            continue
-        events = event_accumulator.EventAccumulator(os.path.join(log_dir, name), size_guidance={event_accumulator.SCALARS: 0})
+    for path in _launch_event_files(run_dir):
+        events = event_accumulator.EventAccumulator(path, size_guidance={event_accumulator.SCALARS: 0})
         events.Reload()
         if "wall" in events.Tags().get("scalars", []):
             records = [(event.step, event.wall_time, event.value) for event in events.Scalars("wall")]
