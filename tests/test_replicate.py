@@ -189,6 +189,18 @@ def test_listed_commands_survive_a_shell(tmp_path, capsys):
     assert {row["status"] for row in rows} == {"not run"}
 
 
+def test_the_default_preset_is_the_one_whose_full_attention_gets_below_half_the_unigram_floor(tmp_path, capsys):
+    """linformer-replicate without --preset plans cpu_long (8,000 updates: RoBERTa at n = 512 ends below 0.5 x the
+    unigram floor at [MASK], docs/replication.md), not the 2,000-update cpu preset (0.75 x)."""
+    from linformer_fairseq.cli import replicate
+
+    assert replicate.main(["--list", "--out", str(tmp_path)]) == 0
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["preset"] == "cpu_long" and plan["settings"]["max_update"] == 8000
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == len(plan["runs"]) and all("optimization.max_update=8000" in line for line in listed)
+
+
 @pytest.mark.slow
 def test_the_report_counts_every_launch_and_marks_times_a_launch_never_recorded(finished, tmp_path):
     out = tmp_path / "relaunched"

@@ -1,6 +1,6 @@
 """The Linformer paper's central findings in the small, one command (``bash scripts/replicate.sh``).
 
-    linformer-replicate [--preset cpu|cpu_long|gpu|cluster|FILE.yaml] [--fast] [--out DIR] [--list]
+    linformer-replicate [--preset cpu_long|cpu|gpu|cluster|FILE.yaml] [--fast] [--out DIR] [--list]
 
 Stages (each logged to OUT/logs/STAGE.log, reused once finished; a killed run resumes from its last
 checkpoint when the command is run again):
@@ -15,10 +15,10 @@ checkpoint when the command is run again):
                     RoBERTa's at the same n, tokens/s, peak memory), curves.csv, k_sweep.png,
                     n_sweep.png (linformer-replication-report)
 
-Presets are YAML files in configs/replication/ (cpu: this 2-core machine, 2,000 updates per run, in
-about 2 hours; cpu_long: the same with 8,000 updates per run, where full attention at n = 512 reaches
-half the unigram floor, about 6 hours; gpu: base models on one GPU; cluster: the paper's corpus and
-scale); ``--fast`` is the test suite's.
+Presets are YAML files in configs/replication/ (cpu_long, the default: this 2-core machine, 8,000
+updates per run, where full attention at n = 512 gets below half the unigram floor, about 6 hours over
+several sessions; cpu: the same with 2,000 updates per run and k = 32 and 256 added, about 2 hours;
+gpu: base models on one GPU; cluster: the paper's corpus and scale); ``--fast`` is the test suite's.
 Each run is ``linformer-pretrain`` with the row name of its model (e.g. small_n512_k64) and the
 preset's schedule as overrides; ``--list`` prints those commands, e.g. to submit them with Slurm (after
 the corpus stage), and writes OUT/plan.json, from which ``linformer-replication-report OUT`` makes the
@@ -37,7 +37,7 @@ from ..replication.pipeline import run
 @reports_errors("replicate", status=2)
 def main(argv=None) -> int:
     parser = tool_parser("linformer-replicate", __doc__)
-    parser.add_argument("--preset", default="cpu", help="cpu (default), cpu_long, gpu, cluster, or a YAML file")
+    parser.add_argument("--preset", default="cpu_long", help="cpu_long (default), cpu, gpu, cluster, or a YAML file")
     parser.add_argument("--fast", action="store_true", help="the test suite's preset: every stage, tiny, in minutes")
     parser.add_argument("--out", help="where everything goes (default: replication_output/PRESET in the repository, or in the "
                         "working directory when the package is installed)")
